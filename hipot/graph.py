@@ -1,0 +1,146 @@
+"""Structures -> graphs: validation, periodic neighbour lists (vesin) and batching."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+import torch
+import vesin
+from ase import Atoms
+from ase.data import chemical_symbols
+from torch import Tensor
+
+
+class StructureError(ValueError):
+    """A structure the model cannot evaluate; the message says which one and why."""
+
+
+@dataclass
+class AtomGraph:
+    """One or many structures as a single graph. Edge k goes from `neighbor[k]` to `center[k]`,
+    with displacement r[neighbor] - r[center] + cell_shift @ cell."""
+
+    numbers: Tensor  # (N,) atomic numbers
+    positions: Tensor  # (N, 3)
+    cell: Tensor  # (B, 3, 3), rows are lattice vectors
+    pbc: Tensor  # (B, 3) bool
+    center: Tensor  # (E,)
+    neighbor: Tensor  # (E,)
+    cell_shift: Tensor  # (E, 3) integer-valued, same dtype as positions
+    batch: Tensor  # (N,) structure index of each atom
+    ptr: Tensor  # (B + 1,) atom offsets
+
+    @property
+    def num_graphs(self) -> int:
+        return self.cell.shape[0]
+
+    @property
+    def num_atoms(self) -> int:
+        return self.numbers.shape[0]
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomGraph":
+        out = {}
+        for f in fields(self):
+            t = getattr(self, f.name)
+            if t.is_floating_point():
+                t = t.to(device=device, dtype=dtype)
+            else:
+                t = t.to(device=device)
+            out[f.name] = t
+        return AtomGraph(**out)
+
+    def edge_vectors(self) -> Tensor:
+        shift = torch.einsum("ei,eij->ej", self.cell_shift, self.cell[self.batch[self.center]])
+        return self.positions[self.neighbor] - self.positions[self.center] + shift
+
+
+def check_structure(atoms: Atoms, supported: Sequence[int] | None = None, label: str = "structure") -> None:
+    """Raise StructureError for input the model cannot take (empty, NaN, unknown element, bad cell)."""
+    if len(atoms) == 0:
+        raise StructureError(f"{label}: empty structure (no atoms)")
+    pos = atoms.positions
+    if not np.all(np.isfinite(pos)):
+        bad = np.unique(np.where(~np.isfinite(pos))[0])
+        raise StructureError(f"{label}: non-finite positions for atoms {bad[:10].tolist()}")
+    cell = atoms.cell.array
+    if not np.all(np.isfinite(cell)):
+        raise StructureError(f"{label}: non-finite cell {cell.tolist()}")
+    if supported is not None:
+        unknown = sorted(set(atoms.numbers.tolist()) - set(supported))
+        if unknown:
+            names = ", ".join(chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z) for z in unknown)
+            raise StructureError(f"{label}: element(s) {names} not supported by this model "
+                                 f"({len(supported)} elements known)")
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any():
+        lengths = np.linalg.norm(cell, axis=1)
+        for d in np.where(pbc)[0]:
+            if lengths[d] < 1e-6:
+                raise StructureError(f"{label}: periodic along axis {d} but the cell vector {d} is zero")
+        if pbc.all() and abs(np.linalg.det(cell)) < 1e-6:
+            raise StructureError(f"{label}: periodic cell has zero volume (degenerate lattice vectors)")
+
+
+def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Full neighbour list (both directions, periodic self-images kept, i == j at zero shift dropped).
+
+    Returns center, neighbor, integer cell shifts and distances, computed in float64.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = atoms.cell.array.astype(np.float64)
+    if not pbc.any():
+        cell = np.zeros((3, 3))  # a box without periodicity plays no role
+    else:
+        # vesin needs a full-rank box; the non-periodic directions get any orthogonal vector
+        cell = cell.copy()
+        for d in np.where(~pbc)[0]:
+            if np.linalg.norm(cell[d]) < 1e-6:
+                others = [cell[k] for k in range(3) if k != d]
+                v = np.cross(others[0], others[1])
+                cell[d] = v / max(np.linalg.norm(v), 1e-12)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, s, d = nl.compute(atoms.positions.astype(np.float64), cell, pbc.tolist(), "ijSd")
+    return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d
+
+
+def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[int] | None = None,
+                min_distance: float = 0.1, labels: Sequence[str] | None = None) -> AtomGraph:
+    """Check structures, build their neighbour lists and concatenate them into one AtomGraph.
+
+    Atoms closer than `min_distance` (A) are reported as overlapping: the model has no meaning there.
+    """
+    if len(structures) == 0:
+        raise StructureError("no structures given")
+    numbers, positions, cells, pbcs, centers, neighbors, shifts, batch = [], [], [], [], [], [], [], []
+    offset = 0
+    for b, atoms in enumerate(structures):
+        label = labels[b] if labels is not None else f"structure {b}"
+        check_structure(atoms, supported, label)
+        i, j, s, d = neighbor_list(atoms, cutoff)
+        if d.size and d.min() < min_distance:
+            k = int(np.argmin(d))
+            raise StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
+                                 f"below min_distance={min_distance} A)")
+        n = len(atoms)
+        numbers.append(atoms.numbers)
+        positions.append(atoms.positions)
+        cells.append(atoms.cell.array)
+        pbcs.append(np.asarray(atoms.pbc, dtype=bool))
+        centers.append(i + offset)
+        neighbors.append(j + offset)
+        shifts.append(s)
+        batch.append(np.full(n, b))
+        offset += n
+    ptr = np.concatenate([[0], np.cumsum([len(a) for a in structures])])
+    return AtomGraph(
+        numbers=torch.from_numpy(np.concatenate(numbers).astype(np.int64)),
+        positions=torch.from_numpy(np.concatenate(positions).astype(np.float64)),
+        cell=torch.from_numpy(np.stack(cells).astype(np.float64)),
+        pbc=torch.from_numpy(np.stack(pbcs)),
+        center=torch.from_numpy(np.concatenate(centers)),
+        neighbor=torch.from_numpy(np.concatenate(neighbors)),
+        cell_shift=torch.from_numpy(np.concatenate(shifts).astype(np.float64)),
+        batch=torch.from_numpy(np.concatenate(batch).astype(np.int64)),
+        ptr=torch.from_numpy(ptr.astype(np.int64)),
+    )
