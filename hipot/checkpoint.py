@@ -48,6 +48,9 @@ def save_model(model: HIENet, directory: str | Path, metadata: dict[str, Any] | 
                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                "metadata": metadata or {}}
         (tmp / CONFIG_FILE).write_text(json.dumps(doc, indent=2))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is ordinary data
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
         if directory.exists():
             old = directory.with_name(f".{directory.name}.old")
             shutil.rmtree(old, ignore_errors=True)

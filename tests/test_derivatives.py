@@ -1,0 +1,121 @@
+"""Forces and stress are exact derivatives of the energy (float64, tiny random model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+from hipot import HIPotCalculator, predict
+from hipot.graph import build_graph
+from conftest import make_tiny, rattled
+
+
+def energy(model, atoms):
+    return predict([atoms], model=model, device="cpu", dtype="float64")[0]["energy"]
+
+
+@pytest.mark.parametrize("kind", ["crystal", "molecule", "slab"])
+def test_forces_finite_difference(tiny, nacl, molecule, kind):
+    atoms = {"crystal": nacl, "molecule": molecule}.get(kind)
+    if kind == "slab":
+        atoms = nacl.copy()
+        atoms.pbc = [True, True, False]
+    (res,) = predict([atoms], model=tiny, device="cpu", dtype="float64")
+    h = 1e-5
+    rng = np.random.default_rng(0)
+    for a in rng.choice(len(atoms), size=min(3, len(atoms)), replace=False):
+        for d in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[a, d] += h
+            minus.positions[a, d] -= h
+            fd = -(energy(tiny, plus) - energy(tiny, minus)) / (2 * h)
+            assert abs(fd - res["forces"][a, d]) < 1e-6 * max(1.0, abs(fd)), (a, d, fd, res["forces"][a, d])
+
+
+@pytest.mark.parametrize("left_handed", [False, True])
+def test_stress_finite_strain(tiny, nacl, left_handed):
+    atoms = nacl.copy()
+    if left_handed:  # the same crystal described by a left-handed cell: its stress must not flip
+        atoms.set_cell(atoms.cell.array[[1, 0, 2]], scale_atoms=False)
+        assert np.linalg.det(atoms.cell.array) < 0
+    (res,) = predict([atoms], model=tiny, device="cpu", dtype="float64")
+    h = 1e-6
+    volume = abs(np.linalg.det(atoms.cell.array))
+    fd = np.zeros((3, 3))
+    for i in range(3):
+        for j in range(3):
+            eps = np.zeros((3, 3))
+            eps[i, j] = eps[j, i] = h / 2 if i != j else h
+            es = []
+            for sign in (1, -1):
+                s = atoms.copy()
+                s.set_cell(atoms.cell.array @ (np.eye(3) + sign * eps), scale_atoms=True)
+                es.append(energy(tiny, s))
+            fd[i, j] = (es[0] - es[1]) / (2 * h) / volume
+    from ase.stress import full_3x3_to_voigt_6_stress
+
+    np.testing.assert_allclose(res["stress"], full_3x3_to_voigt_6_stress(fd), atol=1e-8)
+
+
+def test_left_handed_same_as_right_handed(tiny, nacl):
+    lh = nacl.copy()
+    lh.set_cell(-nacl.cell.array, scale_atoms=False)  # det < 0, same lattice
+    r0, r1 = predict([nacl, lh], model=tiny, device="cpu", dtype="float64")
+    assert abs(r0["energy"] - r1["energy"]) < 1e-10
+    np.testing.assert_allclose(r1["stress"], r0["stress"], atol=1e-12)
+
+
+def test_forces_sum_to_zero(tiny, nacl, molecule):
+    for r in predict([nacl, molecule], model=tiny, device="cpu", dtype="float64"):
+        np.testing.assert_allclose(r["forces"].sum(0), 0, atol=1e-10)
+
+
+def test_energies_sum_to_energy(tiny, nacl):
+    (r,) = predict([nacl], model=tiny, device="cpu", dtype="float64")
+    assert abs(r["energies"].sum() - r["energy"]) < 1e-10
+
+
+def test_no_stress_without_full_periodicity(tiny, molecule):
+    boxed = molecule.copy()
+    boxed.cell = [10, 10, 10]  # a box, but not periodic
+    slab = bulk("Cu", "fcc", a=3.6) * (2, 2, 2)
+    slab.pbc = [True, True, False]
+    results = predict([molecule, boxed, slab], model=make_tiny(species=[1, 6, 8, 29]), device="cpu", dtype="float64")
+    for r in results:
+        assert "stress" not in r
+        assert np.all(np.isfinite(r["forces"])) and np.isfinite(r["energy"])
+    calc = HIPotCalculator(model=tiny, device="cpu", dtype="float64")
+    molecule = molecule.copy()
+    molecule.calc = calc
+    assert np.isfinite(molecule.get_potential_energy())
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    with pytest.raises(PropertyNotImplementedError):
+        molecule.get_stress()
+
+
+def test_isolated_atom_and_small_cell(tiny):
+    """An atom with no neighbour, and a cell much smaller than the cutoff (many self-images)."""
+    lone = Atoms("Na", positions=[[0, 0, 0]])
+    tiny_cell = Atoms("Cu", positions=[[0, 0, 0]], cell=[[1.8, 1.8, 0], [0, 1.8, 1.8], [1.8, 0, 1.8]], pbc=True)
+    model = make_tiny(species=[11, 29])
+    r_lone, r_small = predict([lone, tiny_cell], model=model, device="cpu", dtype="float64")
+    np.testing.assert_allclose(r_lone["forces"], 0, atol=1e-14)
+    assert np.isfinite(r_lone["energy"])
+    np.testing.assert_allclose(r_small["forces"], 0, atol=1e-10)  # one atom per cell: no net force
+    g = build_graph([tiny_cell], model.cutoff, model.species)
+    assert g.center.numel() == 18 and bool((g.center == g.neighbor).all())
+
+
+def test_training_mode_gradients_flow(nacl):
+    """With create_graph the force loss can be differentiated w.r.t. the weights."""
+    model = make_tiny().train()
+    g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
+    pred = model(g, training=True)
+    loss = pred.forces.pow(2).mean() + pred.stress.pow(2).mean()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(gr is not None for gr in grads)
+    assert any(gr.abs().sum() > 0 for gr in grads)

@@ -1,0 +1,50 @@
+"""hipot's channel-wise tensor product equals e3nn's TensorProduct with the same layout."""
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+
+from hipot.nn.irreps import EquivariantLinear, Irreps
+from hipot.nn.tensor_product import ChannelwiseTensorProduct, uvu_paths
+
+
+def _flat(xs):
+    return torch.cat([xs[l].reshape(xs[l].shape[0], -1) for l in sorted(xs)], dim=1)
+
+
+def test_matches_e3nn():
+    torch.manual_seed(0)
+    irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
+    tp = ChannelwiseTensorProduct(irr_in, lmax, irr_out).double()
+    e_in = o3.Irreps(str(irr_in))
+    e_sh = o3.Irreps.spherical_harmonics(lmax, p=1)
+    instr, mid = [], []
+    for p in uvu_paths(irr_in, lmax, irr_out):
+        instr.append((irr_in.ls.index(p.l1), p.l2, len(mid), "uvu", True))
+        mid.append((p.mul, (p.l3, 1)))
+    mid = o3.Irreps(mid)
+    mid_sorted, perm, _ = mid.sort()
+    instr = [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
+    ref = o3.TensorProduct(e_in, e_sh, mid_sorted, instr, shared_weights=False, internal_weights=False).double()
+    assert ref.weight_numel == tp.weight_numel
+    n, e = 6, 20
+    xs = {l: torch.randn(n, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
+    vec = torch.randn(e, 3, dtype=torch.float64)
+    sh = o3.spherical_harmonics(list(range(lmax + 1)), vec, normalize=True, normalization="component")
+    w = torch.randn(e, tp.weight_numel, dtype=torch.float64)
+    center, neighbor = torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+    got = _flat(tp(xs, sh, w, center, neighbor, n))
+    msg = ref(_flat(xs)[neighbor], sh, w)
+    want = torch.zeros(n, msg.shape[1], dtype=torch.float64).index_add_(0, center, msg)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)  # e3nn keeps its 3j in float32
+
+
+def test_linear_matches_e3nn():
+    torch.manual_seed(1)
+    irr_in, irr_out = Irreps.parse("6x0e+3x1e+2x2e"), Irreps.parse("4x0e+5x1e+1x2e")
+    lin = EquivariantLinear(irr_in, irr_out).double()
+    ref = o3.Linear(o3.Irreps(str(irr_in)), o3.Irreps(str(irr_out))).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.cat([w.reshape(-1) for w in lin.weights]))
+    xs = {l: torch.randn(7, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
+    torch.testing.assert_close(_flat(lin(xs)), ref(_flat(xs)), atol=1e-12, rtol=1e-12)
