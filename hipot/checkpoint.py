@@ -113,6 +113,7 @@ def _official_allowed_globals() -> list:
     np_core = getattr(np, "_core", None) or np.core  # numpy 2 moved numpy.core to numpy._core
     return [
         (np_core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+        (np_core.multiarray._reconstruct, "numpy._core.multiarray._reconstruct"),
         np.ndarray,
         np.dtype,
         codecs.encode,
@@ -131,8 +132,9 @@ def read_official(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_official_allowed_globals()):
             ck = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or zip errors
+        lines = [ln for ln in str(e).splitlines() if "Unsupported global" in ln] or str(e).splitlines()[:1]
         raise ModelFileError(f"{path}: not a readable HIENet checkpoint ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:200]})") from None
+                             f"{lines[0].strip()[:300]})") from None
     if not isinstance(ck, dict) or "model_state_dict" not in ck or "config" not in ck:
         raise ModelFileError(f"{path}: not a HIENet checkpoint (no model_state_dict/config)")
     return ck

@@ -10,6 +10,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="hienet-v3", help="model name, hipot model folder or official .pth (default: hienet-v3)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cueq"],
+                   help="tensor-product kernels: cuEquivariance on a GPU when installed (auto), or force one")
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -31,7 +33,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         frames = [frames]
     if not frames:
         raise SystemExit(f"hipot predict: {args.input} holds no structures")
-    evaluator = Evaluator(args.model, args.device, args.dtype)
+    evaluator = Evaluator(args.model, args.device, args.dtype, backend=args.backend)
     results = evaluator.evaluate(frames, batch_size=args.batch_size, max_atoms=args.max_atoms,
                                  progress=not args.quiet and len(frames) > 1)
     out = []

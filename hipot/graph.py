@@ -104,43 +104,96 @@ def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, 
     return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d
 
 
+def _neighbor_list_torch(atoms: Atoms, cutoff: float, device: torch.device):
+    """The same list as `neighbor_list`, computed on `device` by vesin's torch backend."""
+    from vesin.torch import NeighborList
+
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = atoms.cell.array.astype(np.float64)
+    if not pbc.any():
+        cell = np.zeros((3, 3))
+    else:
+        cell = cell.copy()
+        for d in np.where(~pbc)[0]:
+            if np.linalg.norm(cell[d]) < 1e-6:
+                others = [cell[k] for k in range(3) if k != d]
+                v = np.cross(others[0], others[1])
+                cell[d] = v / max(np.linalg.norm(v), 1e-12)
+    pos = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
+    box = torch.as_tensor(cell, dtype=torch.float64, device=device)
+    periodic = torch.as_tensor(pbc, device=device)
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, s, d = nl.compute(points=pos, box=box, periodic=periodic, quantities="ijSd")
+    return i.long(), j.long(), s.to(torch.float64), d
+
+
+def gpu_neighbor_list_available() -> bool:
+    try:
+        import vesin.torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[int] | None = None,
-                min_distance: float = 0.1, labels: Sequence[str] | None = None) -> AtomGraph:
+                min_distance: float = 0.1, labels: Sequence[str] | None = None,
+                device: torch.device | str | None = None) -> AtomGraph:
     """Check structures, build their neighbour lists and concatenate them into one AtomGraph.
 
     Atoms closer than `min_distance` (A) are reported as overlapping: the model has no meaning there.
+    On a CUDA `device` the neighbour lists are computed there (vesin's torch backend) and the graph
+    is returned on it; otherwise on the CPU with vesin, and the graph is on the CPU.
     """
     if len(structures) == 0:
         raise StructureError("no structures given")
-    numbers, positions, cells, pbcs, centers, neighbors, shifts, batch = [], [], [], [], [], [], [], []
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    on_gpu = device.type == "cuda" and gpu_neighbor_list_available()
+    numbers, positions, cells, pbcs, centers, neighbors, shifts, batch, mins = [], [], [], [], [], [], [], [], []
     offset = 0
     for b, atoms in enumerate(structures):
         label = labels[b] if labels is not None else f"structure {b}"
         check_structure(atoms, supported, label)
-        i, j, s, d = neighbor_list(atoms, cutoff)
-        if d.size and d.min() < min_distance:
-            k = int(np.argmin(d))
-            raise StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
-                                 f"below min_distance={min_distance} A)")
         n = len(atoms)
-        numbers.append(atoms.numbers)
-        positions.append(atoms.positions)
-        cells.append(atoms.cell.array)
-        pbcs.append(np.asarray(atoms.pbc, dtype=bool))
+        if on_gpu:
+            i, j, s, d = _neighbor_list_torch(atoms, cutoff, device)
+            if d.numel():
+                mins.append(d.min())
+        else:
+            i, j, s, d = (torch.from_numpy(t) for t in neighbor_list(atoms, cutoff))
+            s = s.to(torch.float64)
+            if d.numel() and float(d.min()) < min_distance:
+                k = int(torch.argmin(d))
+                raise StructureError(f"{label}: atoms {int(i[k])} and {int(j[k])} overlap ({float(d[k]):.4f} A "
+                                     f"apart, below min_distance={min_distance} A)")
+        numbers.append(torch.from_numpy(atoms.numbers.astype(np.int64)))
+        positions.append(torch.from_numpy(atoms.positions.astype(np.float64)))
+        cells.append(torch.from_numpy(atoms.cell.array.astype(np.float64)))
+        pbcs.append(torch.from_numpy(np.asarray(atoms.pbc, dtype=bool)))
         centers.append(i + offset)
         neighbors.append(j + offset)
         shifts.append(s)
-        batch.append(np.full(n, b))
+        batch.append(torch.full((n,), b, dtype=torch.long))
         offset += n
-    ptr = np.concatenate([[0], np.cumsum([len(a) for a in structures])])
-    return AtomGraph(
-        numbers=torch.from_numpy(np.concatenate(numbers).astype(np.int64)),
-        positions=torch.from_numpy(np.concatenate(positions).astype(np.float64)),
-        cell=torch.from_numpy(np.stack(cells).astype(np.float64)),
-        pbc=torch.from_numpy(np.stack(pbcs)),
-        center=torch.from_numpy(np.concatenate(centers)),
-        neighbor=torch.from_numpy(np.concatenate(neighbors)),
-        cell_shift=torch.from_numpy(np.concatenate(shifts).astype(np.float64)),
-        batch=torch.from_numpy(np.concatenate(batch).astype(np.int64)),
-        ptr=torch.from_numpy(ptr.astype(np.int64)),
+    if on_gpu and mins:
+        # one device-to-host transfer for the whole batch
+        per = torch.stack(mins).cpu()
+        if float(per.min()) < min_distance:
+            b = int(torch.argmin(per))
+            label = labels[b] if labels is not None else f"structure {b}"
+            i, j, _s, d = neighbor_list(structures[b], cutoff)
+            k = int(np.argmin(d))
+            raise StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
+                                 f"below min_distance={min_distance} A)")
+    ptr = torch.tensor([0] + [len(a) for a in structures], dtype=torch.long).cumsum(0)
+    graph = AtomGraph(
+        numbers=torch.cat(numbers),
+        positions=torch.cat(positions),
+        cell=torch.stack(cells),
+        pbc=torch.stack(pbcs),
+        center=torch.cat(centers),
+        neighbor=torch.cat(neighbors),
+        cell_shift=torch.cat(shifts),
+        batch=torch.cat(batch),
+        ptr=ptr,
     )
+    return graph.to(device) if on_gpu else graph

@@ -32,8 +32,8 @@ class Evaluator:
     """Holds a model on a device and evaluates lists of ase.Atoms in batches."""
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
-                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1):
-        self.model = load_model(model, device=device, dtype=dtype)
+                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto"):
+        self.model = load_model(model, device=device, dtype=dtype, backend=backend)
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
         self.min_distance = min_distance
@@ -52,7 +52,7 @@ class Evaluator:
         for group in groups:
             batch = [structures[k] for k in group]
             graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
-                                labels=[f"structure {k}" for k in group])
+                                labels=[f"structure {k}" for k in group], device=self.device)
             graph = graph.to(self.device, self.dtype)
             pred = self.model(graph, forces=True, stress=stress)
             energy = pred.energy.detach().double().cpu().numpy()
@@ -76,6 +76,7 @@ class Evaluator:
 
 def predict(structures: Iterable[Atoms], model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
             dtype: str | torch.dtype = "float32", batch_size: int = 16, max_atoms: int | None = 4096,
-            progress: bool = False) -> list[dict[str, object]]:
+            progress: bool = False, backend: str = "auto") -> list[dict[str, object]]:
     """Evaluate many structures in batches; returns the calculator's results, one dict per structure."""
-    return Evaluator(model, device, dtype).evaluate(list(structures), batch_size, max_atoms, progress=progress)
+    evaluator = Evaluator(model, device, dtype, backend=backend)
+    return evaluator.evaluate(list(structures), batch_size, max_atoms, progress=progress)

@@ -130,9 +130,10 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.device = "auto",
-               dtype: str | torch.dtype = "float32") -> HIENet:
+               dtype: str | torch.dtype = "float32", backend: str = "auto") -> HIENet:
     """A model by name ('hienet-v3'), hipot model folder, official .pth file or HIENet instance,
-    on `device` in `dtype`, in evaluation mode."""
+    on `device` in `dtype`, in evaluation mode, its tensor products run by `backend`
+    ('auto', 'torch' or 'cueq', see `HIENet.set_backend`)."""
     if isinstance(model, HIENet):
         net = model
     elif isinstance(model, str) and model in REGISTRY:
@@ -150,4 +151,6 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
             net = convert_official(read_official(path))
         else:
             raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
-    return net.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval()
+    net = net.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval()
+    net.set_backend(backend)
+    return net

@@ -59,13 +59,20 @@ class InteractionBlock(nn.Module):
         self.linear_2 = EquivariantLinear(self.tp.irreps_mid, gate_in)
         self.gate = Gate(irreps_out)
         self.inv_avg_neighbors = 1.0 / avg_num_neighbors
+        self.set_kernel(None)
+
+    def set_kernel(self, kernel: nn.Module | None) -> None:
+        """Run the convolution with another implementation of `self.tp` (None: the reference).
+        Kept out of the module tree: a kernel holds no weights and must not enter the state dict."""
+        object.__setattr__(self, "_kernel", kernel)
 
     def forward(self, xs: dict[int, Tensor], sh: Tensor, radial: Tensor,
                 center: Tensor, neighbor: Tensor) -> dict[int, Tensor]:
         sc = self.self_connection(xs)
         h = self.linear_1(xs)
         weight = self.radial(radial)
-        agg = self.tp(h, sh, weight, center, neighbor, xs[0].shape[0])
+        tp = self._kernel if self._kernel is not None else self.tp
+        agg = tp(h, sh, weight, center, neighbor, xs[0].shape[0])
         h = self.linear_2({l: t * self.inv_avg_neighbors for l, t in agg.items()})
         h = {l: h[l] + sc[l] if l in sc else h[l] for l in h}
         return self.gate(h)

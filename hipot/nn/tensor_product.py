@@ -119,3 +119,79 @@ class ChannelwiseTensorProduct(nn.Module):
         for p, (gi, c0, d3) in zip(self.paths, self.columns):
             parts.setdefault(p.l3, []).append(summed[gi][:, :, c0 : c0 + d3])
         return {l: torch.cat(parts[l], dim=1) if len(parts[l]) > 1 else parts[l][0] for l in sorted(parts)}
+
+
+def cuequivariance_available(kernels: bool = True) -> bool:
+    """Whether cuEquivariance is installed; with `kernels`, also its CUDA kernels (without them it
+    silently falls back to slow plain-PyTorch code)."""
+    try:
+        import cuequivariance  # noqa: F401
+        import cuequivariance_torch  # noqa: F401
+
+        if kernels:
+            import cuequivariance_ops_torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class CuetChannelwiseTensorProduct(nn.Module):
+    """The same product, gather and neighbour sum fused in cuEquivariance's kernels.
+
+    Same paths, coefficients, weight layout and output as `ChannelwiseTensorProduct`, so either
+    can run the same weights. cuEquivariance's "uniform_1d" CUDA kernel needs every segment of an
+    operand to have the same number of channels, which HIENet's irreps (512/128/64/32 channels)
+    do not; each input l1 is therefore its own polynomial, in which they do.
+    """
+
+    def __init__(self, reference: ChannelwiseTensorProduct, method: str = "uniform_1d"):
+        super().__init__()
+        import cuequivariance as cue
+        import cuequivariance_torch as cuet
+
+        self.paths = reference.paths
+        self.irreps_mid = reference.irreps_mid
+        self.weight_numel = reference.weight_numel
+        self.groups = reference.groups
+        self.polys = nn.ModuleList()
+        self.out_slices: list[list[tuple[int, int, int, int]]] = []  # per group: (l3, out channel offset, start, mul)
+        mid_offset: dict[int, int] = {}
+        for l1, mul, _w_off, _n in reference.groups:
+            d = cue.SegmentedTensorProduct.from_subscripts("u,iu,j,ku+ijk")
+            d.add_segment(1, (2 * l1 + 1, mul))
+            for l2 in range(reference.sh_lmax + 1):
+                d.add_segment(2, (2 * l2 + 1,))
+            slices = []
+            start = 0
+            for p in self.paths:
+                if p.l1 != l1:
+                    continue
+                cg = (wigner_3j(p.l1, p.l2, p.l3, dtype=torch.float64) * math.sqrt(2 * p.l3 + 1)).numpy()
+                w_seg = d.add_segment(0, (mul,))
+                o_seg = d.add_segment(3, (2 * p.l3 + 1, mul))
+                d.add_path(w_seg, 0, p.l2, o_seg, c=cg)
+                slices.append((p.l3, mid_offset.get(p.l3, 0), start, mul))
+                mid_offset[p.l3] = mid_offset.get(p.l3, 0) + mul
+                start += (2 * p.l3 + 1) * mul
+            d = d.flatten_coefficient_modes()
+            poly = cue.SegmentedPolynomial.eval_last_operand(d)
+            self.polys.append(cuet.SegmentedPolynomial(poly, method=method))
+            self.out_slices.append(slices)
+
+    def forward(self, xs: dict[int, Tensor], sh: Tensor, weight: Tensor, center: Tensor, neighbor: Tensor,
+                num_nodes: int) -> dict[int, Tensor]:
+        out_like = torch.empty((num_nodes, 1), device=sh.device, dtype=sh.dtype)
+        pieces: dict[int, list[tuple[int, Tensor]]] = {}
+        for poly, slices, (l1, mul, w_off, n_paths) in zip(self.polys, self.out_slices, self.groups):
+            x = xs[l1].transpose(1, 2).reshape(num_nodes, -1)  # (2l1+1, mul) blocks: cuEquivariance's ir_mul
+            w = weight[:, w_off : w_off + n_paths * mul]
+            [out] = poly([w, x, sh], input_indices={1: neighbor}, output_shapes={0: out_like},
+                         output_indices={0: center})
+            for l3, mid_off, start, m in slices:
+                block = out[:, start : start + (2 * l3 + 1) * m].view(num_nodes, 2 * l3 + 1, m).transpose(1, 2)
+                pieces.setdefault(l3, []).append((mid_off, block))
+        result = {}
+        for l3 in sorted(pieces):
+            blocks = [b for _, b in sorted(pieces[l3], key=lambda t: t[0])]
+            result[l3] = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0].contiguous()
+        return result
