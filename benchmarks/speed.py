@@ -55,12 +55,15 @@ def timed(fn, device, repeats: int, warmup: int = 2) -> float:
 
 
 class HipotRunner:
-    def __init__(self, checkpoint: str, device: torch.device, backend: str, compile_: bool = False):
-        from hipot import load_model
+    def __init__(self, checkpoint: str, device: torch.device, backend: str):
+        from hipot import Evaluator
 
-        self.model = load_model(checkpoint, device=device, dtype="float32", backend=backend)
+        graphs = backend.endswith("+graphs")
+        self.evaluator = Evaluator(checkpoint, device=device, dtype="float32", backend=backend.split("+")[0],
+                                   cuda_graphs=graphs)
+        self.model = self.evaluator.model
         self.device = device
-        self.name = f"hipot ({self.model.backend})"
+        self.name = f"hipot ({backend})"
 
     def graph(self, atoms):
         from hipot.graph import build_graph
@@ -69,7 +72,7 @@ class HipotRunner:
             self.device, torch.float32)
 
     def step(self, graph):
-        return self.model(graph)
+        return self.evaluator.step(graph)
 
     def end_to_end(self, atoms):
         p = self.step(self.graph(atoms))
@@ -146,12 +149,15 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--kinds", nargs="+", default=["Si", "MgO"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 512, 4096, 32768])
-    ap.add_argument("--backends", nargs="+", default=["torch", "cueq"])
+    ap.add_argument("--backends", nargs="+", default=["torch", "cueq", "cueq+graphs"],
+                    help="hipot variants: torch, cueq, each optionally +graphs (CUDA-graph replay)")
     ap.add_argument("--official-max", type=int, default=5000, help="largest cell given to the official code")
     ap.add_argument("--find-max", action="store_true", help="grow the cell until hipot runs out of memory")
     ap.add_argument("--batch", type=int, default=256, help="batch of different 64-atom structures (0: skip)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--torch-max", type=int, default=5000, help="largest cell given to hipot's torch backend")
+    ap.add_argument("--profile", action="store_true", help="profile one 64-atom step of each hipot variant")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.threads:
@@ -171,7 +177,8 @@ def main() -> None:
         for size in args.sizes:
             atoms = structure(kind, size)
             ref = None
-            todo = ([official] if official is not None and len(atoms) <= args.official_max else []) + runners
+            todo = ([official] if official is not None and len(atoms) <= args.official_max else []) + [
+                r for r in runners if not (r.name.startswith("hipot (torch") and len(atoms) > args.torch_max)]
             for runner in todo:
                 try:
                     r = measure(runner, atoms, device, args.repeats)
@@ -193,6 +200,22 @@ def main() -> None:
                       f"{diff[0]} | {diff[1]} | {diff[2]} |", flush=True)
                 rows.append({"model": runner.name, "kind": kind, **{k: v for k, v in r.items()
                              if k not in ("forces", "stress", "energy")}, "diff": diff})
+    if args.profile:
+        atoms = structure("Si", 64)
+        for runner in runners:
+            graph = runner.graph(atoms)
+            for _ in range(3):
+                runner.step(graph)
+            sync(device)
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                                    torch.profiler.ProfilerActivity.CUDA]) as prof:
+                runner.step(graph)
+                sync(device)
+            ev = prof.key_averages()
+            n_kernels = sum(e.count for e in ev if e.device_type == torch.autograd.DeviceType.CUDA)
+            gpu_us = sum(e.self_device_time_total for e in ev if e.device_type == torch.autograd.DeviceType.CUDA)
+            print(f"# profile {runner.name}, Si 64: {n_kernels} GPU kernels, {gpu_us / 1e3:.2f} ms GPU busy")
+            print(ev.table(sort_by="self_cuda_time_total", row_limit=12, max_name_column_width=60))
     if args.find_max and device.type == "cuda":
         for runner in runners:
             for kind in args.kinds:
@@ -215,13 +238,16 @@ def main() -> None:
                                      "oom_at": len(atoms)})
                         break
     if args.batch:
-        from hipot import predict
-
         structures = [structure("Si" if k % 2 else "MgO", 64, seed=k, strain=0.02) for k in range(args.batch)]
         for runner in runners:
-            fn = lambda: predict(structures, model=runner.model, device=device, batch_size=64,  # noqa: E731
-                                 max_atoms=None, backend=runner.model.backend)
-            t = timed(fn, device, 3, warmup=1)
+            fn = lambda: runner.evaluator.evaluate(structures, batch_size=64, max_atoms=None)  # noqa: E731
+            try:
+                t = timed(fn, device, 3, warmup=1)
+            except torch.cuda.OutOfMemoryError:
+                gc.collect()
+                torch.cuda.empty_cache()
+                print(f"# {runner.name}: batch of {args.batch}: OOM", flush=True)
+                continue
             print(f"# {runner.name}: batch of {args.batch} different 64-atom structures: {args.batch / t:.1f} "
                   f"structures/s ({1e6 * t / (64 * args.batch):.2f} us/atom)", flush=True)
             rows.append({"model": runner.name, "batch": args.batch, "structures_per_s": args.batch / t})

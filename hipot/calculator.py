@@ -17,15 +17,16 @@ class HIPotCalculator(Calculator):
     device: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...
     dtype: 'float32' (default) or 'float64'.
     backend: tensor-product kernels, 'auto' (cuEquivariance on a GPU when installed), 'torch', 'cueq'.
+    cuda_graphs: replay captured CUDA graphs for structures under 4,096 atoms (default: on a GPU).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 **kwargs):
+                 cuda_graphs: bool | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.evaluator = Evaluator(model, device, dtype, min_distance, backend)
+        self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs)
 
     @property
     def model(self) -> HIENet:

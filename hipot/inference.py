@@ -1,6 +1,7 @@
 """Batched evaluation of many structures: energies, forces, stress as numpy arrays."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -11,6 +12,20 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from .graph import build_graph
 from .model import HIENet
 from .pretrained import load_model
+
+
+@contextmanager
+def weights_frozen(model: torch.nn.Module):
+    """Inference needs gradients with respect to positions only: with the weights' requires_grad
+    off, autograd keeps far fewer activations. Restores the flags afterwards."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _batches(structures: Sequence[Atoms], batch_size: int, max_atoms: int | None) -> Iterator[list[int]]:
@@ -32,11 +47,30 @@ class Evaluator:
     """Holds a model on a device and evaluates lists of ase.Atoms in batches."""
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
-                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto"):
+                 dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
+                 cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int = 200_000):
         self.model = load_model(model, device=device, dtype=dtype, backend=backend)
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
         self.min_distance = min_distance
+        # Small structures are launch-bound on a GPU: replay captured CUDA graphs for them.
+        if cuda_graphs is None:
+            cuda_graphs = self.device.type == "cuda"
+        self.graphed = None
+        if cuda_graphs and self.device.type == "cuda":
+            from .cuda_graphs import GraphedStep
+
+            self.graphed = GraphedStep(self.model)
+        self.graph_max_atoms = graph_max_atoms
+        self.recompute_edges = recompute_edges
+
+    def step(self, graph, stress: bool = True):
+        """Energy, forces (and stress) of a graph already on the device."""
+        with weights_frozen(self.model):
+            if self.graphed is not None and graph.num_atoms < self.graph_max_atoms:
+                return self.graphed(graph)
+            self.model.set_recompute(graph.center.numel() > self.recompute_edges)
+            return self.model(graph, forces=True, stress=stress)
 
     def evaluate(self, structures: Sequence[Atoms], batch_size: int = 16, max_atoms: int | None = 4096,
                  stress: bool = True, progress: bool = False) -> list[dict[str, object]]:
@@ -54,7 +88,7 @@ class Evaluator:
             graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
                                 labels=[f"structure {k}" for k in group], device=self.device)
             graph = graph.to(self.device, self.dtype)
-            pred = self.model(graph, forces=True, stress=stress)
+            pred = self.step(graph, stress)
             energy = pred.energy.detach().double().cpu().numpy()
             energies = pred.energies.detach().double().cpu().numpy()
             forces = pred.forces.detach().double().cpu().numpy()
@@ -76,7 +110,7 @@ class Evaluator:
 
 def predict(structures: Iterable[Atoms], model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
             dtype: str | torch.dtype = "float32", batch_size: int = 16, max_atoms: int | None = 4096,
-            progress: bool = False, backend: str = "auto") -> list[dict[str, object]]:
+            progress: bool = False, backend: str = "auto", cuda_graphs: bool | None = None) -> list[dict[str, object]]:
     """Evaluate many structures in batches; returns the calculator's results, one dict per structure."""
-    evaluator = Evaluator(model, device, dtype, backend=backend)
+    evaluator = Evaluator(model, device, dtype, backend=backend, cuda_graphs=cuda_graphs)
     return evaluator.evaluate(list(structures), batch_size, max_atoms, progress=progress)

@@ -77,6 +77,12 @@ class HIENet(nn.Module):
         self.backend = backend
         return backend
 
+    def set_recompute(self, on: bool) -> None:
+        """Recompute each block's per-edge tensor-product weights in the backward pass instead of
+        storing them: several times less memory per edge for a little more time (large cells)."""
+        for block in self.blocks:
+            block.recompute = on
+
     @property
     def cutoff(self) -> float:
         return self.config.cutoff

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .irreps import EquivariantLinear, Irreps
 from .radial import RadialMLP, normalized_silu
@@ -59,6 +60,7 @@ class InteractionBlock(nn.Module):
         self.linear_2 = EquivariantLinear(self.tp.irreps_mid, gate_in)
         self.gate = Gate(irreps_out)
         self.inv_avg_neighbors = 1.0 / avg_num_neighbors
+        self.recompute = False
         self.set_kernel(None)
 
     def set_kernel(self, kernel: nn.Module | None) -> None:
@@ -66,13 +68,27 @@ class InteractionBlock(nn.Module):
         Kept out of the module tree: a kernel holds no weights and must not enter the state dict."""
         object.__setattr__(self, "_kernel", kernel)
 
+    def _convolve_dict(self, h: dict[int, Tensor], sh: Tensor, radial: Tensor, center: Tensor,
+                       neighbor: Tensor) -> dict[int, Tensor]:
+        tp = self._kernel if self._kernel is not None else self.tp
+        return tp(h, sh, self.radial(radial), center, neighbor, h[0].shape[0])
+
+    def _convolve(self, radial: Tensor, sh: Tensor, center: Tensor, neighbor: Tensor, *hs: Tensor) -> tuple:
+        agg = self._convolve_dict(dict(zip(sorted(self.irreps_in.ls), hs)), sh, radial, center, neighbor)
+        return tuple(agg[l] for l in sorted(agg))
+
     def forward(self, xs: dict[int, Tensor], sh: Tensor, radial: Tensor,
                 center: Tensor, neighbor: Tensor) -> dict[int, Tensor]:
         sc = self.self_connection(xs)
         h = self.linear_1(xs)
-        weight = self.radial(radial)
-        tp = self._kernel if self._kernel is not None else self.tp
-        agg = tp(h, sh, weight, center, neighbor, xs[0].shape[0])
+        if self.recompute:
+            # Keep only the 8 radial features per edge for the backward pass, not the per-edge
+            # tensor-product weights (thousands per edge): they are recomputed there.
+            ls = sorted(h)
+            outs = checkpoint(self._convolve, radial, sh, center, neighbor, *[h[l] for l in ls], use_reentrant=False)
+            agg = dict(zip(sorted(self.tp.irreps_mid.ls), outs))
+        else:
+            agg = self._convolve_dict(h, sh, radial, center, neighbor)
         h = self.linear_2({l: t * self.inv_avg_neighbors for l, t in agg.items()})
         h = {l: h[l] + sc[l] if l in sc else h[l] for l in h}
         return self.gate(h)
