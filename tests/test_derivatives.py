@@ -130,3 +130,18 @@ def test_recompute_gives_same_derivatives(nacl):
     model.set_recompute(False)
     torch.testing.assert_close(got.forces, ref.forces, atol=1e-12, rtol=0)
     torch.testing.assert_close(got.stress, ref.stress, atol=1e-12, rtol=0)
+
+
+def test_folded_edge_linear_equals_unfolded(nacl):
+    """In evaluation the radial -> edge -> MLP linear maps are folded into one; training with
+    dropout keeps them apart. Both compute the same function."""
+    model = make_tiny(dropout=0.1, dropout_attn=0.0)
+    g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
+    ref = model(g)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 1e-300  # active code path, numerically the identity
+    got = model(g)
+    torch.testing.assert_close(got.energy, ref.energy, atol=1e-10, rtol=0)
+    torch.testing.assert_close(got.forces, ref.forces, atol=1e-10, rtol=0)

@@ -5,6 +5,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 
 def _mlp(c: int) -> nn.Sequential:
@@ -42,31 +43,51 @@ class InvariantAttentionLayer(nn.Module):
         self.update_gate = nn.Linear(c, c)
         self.dropout = nn.Dropout(dropout)
         self.dropout_attn = nn.Dropout(dropout_attn)
+        self.recompute = False
 
     def forward(self, x: Tensor, center: Tensor, neighbor: Tensor, radial: Tensor, envelope: Tensor) -> Tensor:
+        c = self.channels
         q = self.query(x)
         k = self.key(x)
         v = self.value(x)
-        e = self.dropout(self.edge(radial))
-        # Node terms of the first MLP layers are computed per node, then gathered: a linear map
-        # of a concatenation is the sum of the linear maps of its parts.
-        c = self.channels
-        wk = self.key_mlp[0].weight
-        wm = self.msg_mlp[0].weight
-        k_a = k @ wk[:, :c].T
-        k_b = k @ wk[:, c : 2 * c].T
-        v_a = v @ wm[:, :c].T
-        v_b = v @ wm[:, c : 2 * c].T
-        hk = k_a[center] + k_b[neighbor] + e @ wk[:, 2 * c :].T + self.key_mlp[0].bias
-        hm = v_a[center] + v_b[neighbor] + e @ wm[:, 2 * c :].T + self.msg_mlp[0].bias
-        key_ab = self.key_mlp[2](torch.nn.functional.silu(hk))
-        alpha = self.dropout_attn(q[center] * key_ab / math.sqrt(c))
-        msg = self.msg_mlp[2](torch.nn.functional.silu(hm)) * torch.sigmoid(self.att_norm(alpha))
-        if self.smooth:
-            msg = msg * envelope.unsqueeze(-1)
-        agg = torch.zeros_like(x).index_add_(0, center, msg)
+        # The first layers of both edge MLPs act on [node_a, node_b, edge]: a linear map of a
+        # concatenation is a sum of maps of its parts, so the node parts are computed per node and
+        # gathered, never as (E, 3C) concatenations.
+        wk, wm = self.key_mlp[0].weight, self.msg_mlp[0].weight
+        k_a, k_b = k @ wk[:, :c].T, k @ wk[:, c : 2 * c].T
+        v_a, v_b = v @ wm[:, :c].T, v @ wm[:, c : 2 * c].T
+        if self.training and self.dropout.p > 0:
+            # dropout sits between the edge embedding and the MLPs: keep the two maps apart
+            e = self.dropout(self.edge(radial))
+            ek = e @ wk[:, 2 * c :].T + self.key_mlp[0].bias
+            em = e @ wm[:, 2 * c :].T + self.msg_mlp[0].bias
+        else:
+            # radial -> edge linear -> MLP first layer is one linear map from the 8 radial features
+            ek = torch.nn.functional.linear(radial, wk[:, 2 * c :] @ self.edge.weight,
+                                            wk[:, 2 * c :] @ self.edge.bias + self.key_mlp[0].bias)
+            em = torch.nn.functional.linear(radial, wm[:, 2 * c :] @ self.edge.weight,
+                                            wm[:, 2 * c :] @ self.edge.bias + self.msg_mlp[0].bias)
+        if self.recompute:
+            # Keep only node tensors and per-edge inputs for the backward pass; the (E, C) edge
+            # activations are recomputed there.
+            agg = checkpoint(self._messages, q, k_a, k_b, v_a, v_b, ek, em, envelope, center, neighbor,
+                             use_reentrant=False)
+        else:
+            agg = self._messages(q, k_a, k_b, v_a, v_b, ek, em, envelope, center, neighbor)
         o = self.out(agg)
         r = torch.sigmoid(self.reset_gate(x))
         u = torch.sigmoid(self.update_gate(x))
         h = (1 - u) * x + u * torch.nn.functional.softplus(self.out_norm(o))
         return (1 - u) * (r * x) + u * h
+
+    def _messages(self, q: Tensor, k_a: Tensor, k_b: Tensor, v_a: Tensor, v_b: Tensor, ek: Tensor, em: Tensor,
+                  envelope: Tensor, center: Tensor, neighbor: Tensor) -> Tensor:
+        """Sum over each atom's neighbours of the gated, attention-weighted messages."""
+        hk = k_a[center] + k_b[neighbor] + ek
+        hm = v_a[center] + v_b[neighbor] + em
+        key_ab = self.key_mlp[2](torch.nn.functional.silu(hk))
+        alpha = self.dropout_attn(q[center] * key_ab / math.sqrt(self.channels))
+        msg = self.msg_mlp[2](torch.nn.functional.silu(hm)) * torch.sigmoid(self.att_norm(alpha))
+        if self.smooth:
+            msg = msg * envelope.unsqueeze(-1)
+        return torch.zeros_like(q).index_add_(0, center, msg)
