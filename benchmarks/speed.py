@@ -240,7 +240,7 @@ def main() -> None:
     if args.batch:
         structures = [structure("Si" if k % 2 else "MgO", 64, seed=k, strain=0.02) for k in range(args.batch)]
         for runner in runners:
-            fn = lambda: runner.evaluator.evaluate(structures, batch_size=64, max_atoms=None)  # noqa: E731
+            fn = lambda: runner.evaluator.evaluate(structures, batch_size=len(structures), max_atoms=None)  # noqa: E731
             try:
                 t = timed(fn, device, 3, warmup=1)
             except torch.cuda.OutOfMemoryError:

@@ -137,27 +137,28 @@ def gpu_neighbor_list_available() -> bool:
 
 def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[int] | None = None,
                 min_distance: float = 0.1, labels: Sequence[str] | None = None,
-                device: torch.device | str | None = None) -> AtomGraph:
+                device: torch.device | str | None = None, gpu_min_atoms: int = 256) -> AtomGraph:
     """Check structures, build their neighbour lists and concatenate them into one AtomGraph.
 
     Atoms closer than `min_distance` (A) are reported as overlapping: the model has no meaning there.
-    On a CUDA `device` the neighbour lists are computed there (vesin's torch backend) and the graph
-    is returned on it; otherwise on the CPU with vesin, and the graph is on the CPU.
+    On a CUDA `device` the graph is returned there, and the neighbour lists of structures of at
+    least `gpu_min_atoms` atoms are computed there too (vesin's torch backend); smaller ones cost
+    less on the CPU than the GPU's launch latency, and travel in one copy with the rest.
     """
     if len(structures) == 0:
         raise StructureError("no structures given")
     device = torch.device(device) if device is not None else torch.device("cpu")
-    on_gpu = device.type == "cuda" and gpu_neighbor_list_available()
+    gpu_nl = device.type == "cuda" and gpu_neighbor_list_available()
     numbers, positions, cells, pbcs, centers, neighbors, shifts, batch, mins = [], [], [], [], [], [], [], [], []
     offset = 0
     for b, atoms in enumerate(structures):
         label = labels[b] if labels is not None else f"structure {b}"
         check_structure(atoms, supported, label)
         n = len(atoms)
-        if on_gpu:
+        if gpu_nl and n >= gpu_min_atoms:
             i, j, s, d = _neighbor_list_torch(atoms, cutoff, device)
             if d.numel():
-                mins.append(d.min())
+                mins.append((b, d.min()))
         else:
             i, j, s, d = (torch.from_numpy(t) for t in neighbor_list(atoms, cutoff))
             s = s.to(torch.float64)
@@ -174,16 +175,19 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
         shifts.append(s)
         batch.append(torch.full((n,), b, dtype=torch.long))
         offset += n
-    if on_gpu and mins:
+    if mins:
         # one device-to-host transfer for the whole batch
-        per = torch.stack(mins).cpu()
+        per = torch.stack([m for _, m in mins]).cpu()
         if float(per.min()) < min_distance:
-            b = int(torch.argmin(per))
+            b = mins[int(torch.argmin(per))][0]
             label = labels[b] if labels is not None else f"structure {b}"
             i, j, _s, d = neighbor_list(structures[b], cutoff)
             k = int(np.argmin(d))
             raise StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
                                  f"below min_distance={min_distance} A)")
+    if any(t.device != torch.device("cpu") for t in centers):
+        # some lists were built on the GPU: bring the others there before concatenating
+        centers, neighbors, shifts = ([t.to(device) for t in ts] for ts in (centers, neighbors, shifts))
     ptr = torch.tensor([0] + [len(a) for a in structures], dtype=torch.long).cumsum(0)
     graph = AtomGraph(
         numbers=torch.cat(numbers),
@@ -196,4 +200,4 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
         batch=torch.cat(batch),
         ptr=ptr,
     )
-    return graph.to(device) if on_gpu else graph
+    return graph.to(device) if device.type == "cuda" else graph

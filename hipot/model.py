@@ -68,7 +68,7 @@ class HIENet(nn.Module):
         elif backend == "cueq":
             if not cuequivariance_available(kernels=device.type == "cuda"):
                 raise RuntimeError("backend 'cueq' needs cuequivariance, cuequivariance-torch and, on a GPU, "
-                                   "cuequivariance-ops-torch (pip install hipot[cueq])")
+                                   "cuequivariance-ops-torch (pip install 'hipot[gpu]')")
             method = "uniform_1d" if device.type == "cuda" else "naive"
             for block in self.blocks:
                 block.set_kernel(CuetChannelwiseTensorProduct(block.tp, method=method).to(device=device, dtype=self.embedding.dtype))

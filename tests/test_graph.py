@@ -79,3 +79,17 @@ def test_bad_input_clear_error(case):
     # the calculator still works afterwards
     good.calc = calc
     assert np.isfinite(good.get_potential_energy())
+
+
+@pytest.mark.parametrize("name", ["triclinic_small", "left_handed", "slab", "molecule", "wire"])
+def test_torch_neighbor_list_matches(name):
+    """vesin's torch backend (used on GPUs) gives the same list; run here on the CPU."""
+    pytest.importorskip("vesin.torch")
+    import torch
+
+    from hipot.graph import _neighbor_list_torch
+
+    atoms = structures()[name]
+    i, j, S, d = neighbor_list(atoms, 5.0)
+    ti, tj, tS, td = _neighbor_list_torch(atoms, 5.0, torch.device("cpu"))
+    assert _pairs(i, j, S) == _pairs(ti.numpy(), tj.numpy(), tS.long().numpy())
