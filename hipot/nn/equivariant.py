@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .invariant import EDGE_CHUNK
 from .irreps import EquivariantLinear, Irreps
 from .radial import RadialMLP, normalized_silu
 from .tensor_product import ChannelwiseTensorProduct
@@ -84,8 +85,14 @@ class InteractionBlock(nn.Module):
         if self.recompute:
             # Keep only the 8 radial features per edge for the backward pass, not the per-edge
             # tensor-product weights (thousands per edge): they are recomputed there.
-            ls = sorted(h)
-            outs = checkpoint(self._convolve, radial, sh, center, neighbor, *[h[l] for l in ls], use_reentrant=False)
+            # Edges go in chunks so that only one chunk's weights exist at a time, even there.
+            hs = [h[l] for l in sorted(h)]
+            outs = None
+            for s in range(0, center.numel(), EDGE_CHUNK):
+                sl = slice(s, s + EDGE_CHUNK)
+                part = checkpoint(self._convolve, radial[sl], sh[sl], center[sl], neighbor[sl], *hs,
+                                  use_reentrant=False)
+                outs = part if outs is None else tuple(a + b for a, b in zip(outs, part))
             agg = dict(zip(sorted(self.tp.irreps_mid.ls), outs))
         else:
             agg = self._convolve_dict(h, sh, radial, center, neighbor)

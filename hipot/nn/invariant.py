@@ -8,6 +8,9 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 
+EDGE_CHUNK = 1 << 17  # edges per recomputed chunk on large graphs
+
+
 def _mlp(c: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(3 * c, c), nn.SiLU(), nn.Linear(c, c))
 
@@ -56,37 +59,45 @@ class InvariantAttentionLayer(nn.Module):
         wk, wm = self.key_mlp[0].weight, self.msg_mlp[0].weight
         k_a, k_b = k @ wk[:, :c].T, k @ wk[:, c : 2 * c].T
         v_a, v_b = v @ wm[:, :c].T, v @ wm[:, c : 2 * c].T
-        if self.training and self.dropout.p > 0:
-            # dropout sits between the edge embedding and the MLPs: keep the two maps apart
-            e = self.dropout(self.edge(radial))
-            ek = e @ wk[:, 2 * c :].T + self.key_mlp[0].bias
-            em = e @ wm[:, 2 * c :].T + self.msg_mlp[0].bias
-        else:
-            # radial -> edge linear -> MLP first layer is one linear map from the 8 radial features
-            ek = torch.nn.functional.linear(radial, wk[:, 2 * c :] @ self.edge.weight,
-                                            wk[:, 2 * c :] @ self.edge.bias + self.key_mlp[0].bias)
-            em = torch.nn.functional.linear(radial, wm[:, 2 * c :] @ self.edge.weight,
-                                            wm[:, 2 * c :] @ self.edge.bias + self.msg_mlp[0].bias)
-        if self.recompute:
-            # Keep only node tensors and per-edge inputs for the backward pass; the (E, C) edge
-            # activations are recomputed there.
-            agg = checkpoint(self._messages, q, k_a, k_b, v_a, v_b, ek, em, envelope, center, neighbor,
-                             use_reentrant=False)
-        else:
-            agg = self._messages(q, k_a, k_b, v_a, v_b, ek, em, envelope, center, neighbor)
+        nodes = (q, k_a, k_b, v_a, v_b)
+        if not self.recompute:
+            return self._update(x, self._messages(radial, envelope, center, neighbor, *nodes))
+        # Large graphs: edges in chunks, each chunk's (E, C) activations recomputed in the backward
+        # pass from its radial features instead of being stored.
+        agg = torch.zeros_like(x)
+        for s in range(0, center.numel(), EDGE_CHUNK):
+            sl = slice(s, s + EDGE_CHUNK)
+            agg = agg + checkpoint(self._messages, radial[sl], envelope[sl], center[sl], neighbor[sl], *nodes,
+                                   use_reentrant=False)
+        return self._update(x, agg)
+
+    def _update(self, x: Tensor, agg: Tensor) -> Tensor:
         o = self.out(agg)
         r = torch.sigmoid(self.reset_gate(x))
         u = torch.sigmoid(self.update_gate(x))
         h = (1 - u) * x + u * torch.nn.functional.softplus(self.out_norm(o))
         return (1 - u) * (r * x) + u * h
 
-    def _messages(self, q: Tensor, k_a: Tensor, k_b: Tensor, v_a: Tensor, v_b: Tensor, ek: Tensor, em: Tensor,
-                  envelope: Tensor, center: Tensor, neighbor: Tensor) -> Tensor:
+    def _messages(self, radial: Tensor, envelope: Tensor, center: Tensor, neighbor: Tensor, q: Tensor,
+                  k_a: Tensor, k_b: Tensor, v_a: Tensor, v_b: Tensor) -> Tensor:
         """Sum over each atom's neighbours of the gated, attention-weighted messages."""
+        c = self.channels
+        wk, wm = self.key_mlp[0].weight, self.msg_mlp[0].weight
+        if self.training and self.dropout.p > 0:
+            # dropout sits between the edge embedding and the MLPs: keep the two maps apart
+            e = self.dropout(self.edge(radial))
+            ek = e @ wk[:, 2 * c :].T + self.key_mlp[0].bias
+            em = e @ wm[:, 2 * c :].T + self.msg_mlp[0].bias
+        else:
+            # radial -> edge linear -> MLP first layer is one linear map from the radial features
+            ek = torch.nn.functional.linear(radial, wk[:, 2 * c :] @ self.edge.weight,
+                                            wk[:, 2 * c :] @ self.edge.bias + self.key_mlp[0].bias)
+            em = torch.nn.functional.linear(radial, wm[:, 2 * c :] @ self.edge.weight,
+                                            wm[:, 2 * c :] @ self.edge.bias + self.msg_mlp[0].bias)
         hk = k_a[center] + k_b[neighbor] + ek
         hm = v_a[center] + v_b[neighbor] + em
         key_ab = self.key_mlp[2](torch.nn.functional.silu(hk))
-        alpha = self.dropout_attn(q[center] * key_ab / math.sqrt(self.channels))
+        alpha = self.dropout_attn(q[center] * key_ab / math.sqrt(c))
         msg = self.msg_mlp[2](torch.nn.functional.silu(hm)) * torch.sigmoid(self.att_norm(alpha))
         if self.smooth:
             msg = msg * envelope.unsqueeze(-1)
