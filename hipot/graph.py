@@ -127,6 +127,61 @@ def _neighbor_list_torch(atoms: Atoms, cutoff: float, device: torch.device):
     return i.long(), j.long(), s.to(torch.float64), d
 
 
+def _full_rank_cell(atoms: Atoms) -> np.ndarray:
+    """The cell with each zero vector of a non-periodic direction replaced by a unit normal."""
+    cell = atoms.cell.array.astype(np.float64).copy()
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.any():
+        return np.eye(3)
+    for d in np.where(~pbc)[0]:
+        if np.linalg.norm(cell[d]) < 1e-6:
+            others = [cell[k] for k in range(3) if k != d]
+            v = np.cross(others[0], others[1])
+            cell[d] = v / max(np.linalg.norm(v), 1e-12)
+    return cell
+
+
+def small_batch_neighbor_lists(structures: Sequence[Atoms], cutoff: float, device: torch.device):
+    """Neighbour lists of many small structures at once, by testing every pair of atoms against
+    every periodic image that can lie within the cutoff: one pass and one host sync for the whole
+    batch. Returns center, neighbor, integer shifts, distances and the structure of each edge,
+    with atom indices local to each structure."""
+    B = len(structures)
+    nmax = max(len(a) for a in structures)
+    pos = np.zeros((B, nmax, 3))
+    wrap = np.zeros((B, nmax, 3))
+    cells = np.zeros((B, 3, 3))
+    n_img = np.zeros((B, 3), dtype=np.int64)
+    valid = np.zeros((B, nmax), dtype=bool)
+    for b, atoms in enumerate(structures):
+        n = len(atoms)
+        pbc = np.asarray(atoms.pbc, dtype=bool)
+        cell = _full_rank_cell(atoms)
+        inv = np.linalg.inv(cell)
+        # wrap periodic coordinates into the cell so that images beyond the nearest few are never needed
+        k = np.floor(atoms.positions @ inv) * pbc
+        pos[b, :n] = atoms.positions - k @ cell
+        wrap[b, :n] = k
+        cells[b] = cell * pbc[:, None] if pbc.any() else 0.0
+        # planes of direction d are 1 / |column d of inv(cell)| apart
+        n_img[b] = np.where(pbc, np.ceil(cutoff * np.linalg.norm(inv, axis=0)), 0)
+        valid[b, :n] = True
+    grid = [np.arange(-m, m + 1) for m in n_img.max(axis=0)]
+    shifts = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.float64)
+    t = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
+    pos_t, cells_t, shifts_t, valid_t = t(pos), t(cells), t(shifts), t(valid)
+    image = torch.einsum("ms,bsx->bmx", shifts_t, cells_t)  # (B, M, 3)
+    vec = pos_t[:, None, :, None, :] - pos_t[:, :, None, None, :] + image[:, None, None, :, :]  # (B, i, j, M, 3)
+    d2 = (vec * vec).sum(-1)
+    same = torch.eye(nmax, dtype=torch.bool, device=device)[None, :, :, None] & (shifts_t.abs().sum(-1) == 0)
+    own = (shifts_t.abs()[None] <= t(n_img)[:, None, :]).all(-1)  # (B, M): images this structure needs
+    mask = (d2 < cutoff * cutoff) & valid_t[:, :, None, None] & valid_t[:, None, :, None] & ~same & own[:, None, None, :]
+    b, i, j, m = mask.nonzero(as_tuple=True)
+    wrap_t = t(wrap)
+    s = shifts_t[m] - wrap_t[b, j] + wrap_t[b, i]
+    return i, j, s, d2[b, i, j, m].sqrt(), b
+
+
 def gpu_neighbor_list_available() -> bool:
     try:
         import vesin.torch  # noqa: F401
@@ -137,26 +192,41 @@ def gpu_neighbor_list_available() -> bool:
 
 def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[int] | None = None,
                 min_distance: float = 0.1, labels: Sequence[str] | None = None,
-                device: torch.device | str | None = None, gpu_min_atoms: int = 256) -> AtomGraph:
+                device: torch.device | str | None = None, gpu_min_atoms: int = 256,
+                batch_small: bool | None = None) -> AtomGraph:
     """Check structures, build their neighbour lists and concatenate them into one AtomGraph.
 
     Atoms closer than `min_distance` (A) are reported as overlapping: the model has no meaning there.
-    On a CUDA `device` the graph is returned there, and the neighbour lists of structures of at
-    least `gpu_min_atoms` atoms are computed there too (vesin's torch backend); smaller ones cost
-    less on the CPU than the GPU's launch latency, and travel in one copy with the rest.
+    On a CUDA `device` the graph is returned there and the neighbour lists are computed there too:
+    structures of at least `gpu_min_atoms` atoms one by one with vesin's torch backend, smaller
+    ones all together (`small_batch_neighbor_lists`; `batch_small` forces this on or off).
     """
     if len(structures) == 0:
         raise StructureError("no structures given")
     device = torch.device(device) if device is not None else torch.device("cpu")
     gpu_nl = device.type == "cuda" and gpu_neighbor_list_available()
+    small: dict[int, tuple] = {}
+    if batch_small if batch_small is not None else device.type == "cuda":
+        idx = [b for b, a in enumerate(structures) if 0 < len(a) < gpu_min_atoms]
+        for b in idx:
+            check_structure(structures[b], supported, labels[b] if labels is not None else f"structure {b}")
+        # chunks of at most ~30 M candidate pairs
+        while idx:
+            chunk = [idx.pop(0)]
+            while idx and len(chunk) * max(len(structures[k]) for k in chunk + idx[:1]) ** 2 * 125 < 3e7:
+                chunk.append(idx.pop(0))
+            ci, cj, cs, cd, cb = small_batch_neighbor_lists([structures[k] for k in chunk], cutoff, device)
+            for local, b in enumerate(chunk):
+                sel = cb == local
+                small[b] = (ci[sel], cj[sel], cs[sel], cd[sel])
     numbers, positions, cells, pbcs, centers, neighbors, shifts, batch, mins = [], [], [], [], [], [], [], [], []
     offset = 0
     for b, atoms in enumerate(structures):
         label = labels[b] if labels is not None else f"structure {b}"
         check_structure(atoms, supported, label)
         n = len(atoms)
-        if gpu_nl and n >= gpu_min_atoms:
-            i, j, s, d = _neighbor_list_torch(atoms, cutoff, device)
+        if b in small or (gpu_nl and n >= gpu_min_atoms):
+            i, j, s, d = small[b] if b in small else _neighbor_list_torch(atoms, cutoff, device)
             if d.numel():
                 mins.append((b, d.min()))
         else:
@@ -185,7 +255,7 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
             k = int(np.argmin(d))
             raise StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
                                  f"below min_distance={min_distance} A)")
-    if any(t.device != torch.device("cpu") for t in centers):
+    if any(t.device != centers[0].device for t in centers):
         # some lists were built on the GPU: bring the others there before concatenating
         centers, neighbors, shifts = ([t.to(device) for t in ts] for ts in (centers, neighbors, shifts))
     ptr = torch.tensor([0] + [len(a) for a in structures], dtype=torch.long).cumsum(0)

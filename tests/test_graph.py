@@ -93,3 +93,32 @@ def test_torch_neighbor_list_matches(name):
     i, j, S, d = neighbor_list(atoms, 5.0)
     ti, tj, tS, td = _neighbor_list_torch(atoms, 5.0, torch.device("cpu"))
     assert _pairs(i, j, S) == _pairs(ti.numpy(), tj.numpy(), tS.long().numpy())
+
+
+def test_small_batch_neighbor_lists_match():
+    """The batched all-pairs lists used for small structures on GPUs (run here on the CPU)."""
+    import torch
+
+    from hipot.graph import small_batch_neighbor_lists
+
+    s = structures()
+    batch = [s[k] for k in ("triclinic_small", "left_handed", "slab", "molecule", "boxed", "wire")]
+    moved = s["left_handed"].copy()
+    moved.positions += 7.3  # unwrapped positions
+    batch.append(moved)
+    i, j, S, d, b = small_batch_neighbor_lists(batch, 5.0, torch.device("cpu"))
+    for k, atoms in enumerate(batch):
+        sel = b == k
+        ri, rj, rS, _ = neighbor_list(atoms, 5.0)
+        assert _pairs(i[sel].numpy(), j[sel].numpy(), S[sel].long().numpy()) == _pairs(ri, rj, rS), k
+
+
+def test_build_graph_batched_small_same_graph():
+    s = structures()
+    batch = list(s.values())
+    a = build_graph(batch, 5.0)
+    b = build_graph(batch, 5.0, batch_small=True)
+    for g in (a, b):
+        assert g.center.numel() == a.center.numel()
+    key = lambda g: sorted(zip(g.center.tolist(), g.neighbor.tolist(), map(tuple, g.cell_shift.long().tolist())))  # noqa: E731
+    assert key(a) == key(b)
