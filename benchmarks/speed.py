@@ -153,6 +153,7 @@ def main() -> None:
                     help="hipot variants: torch, cueq, each optionally +graphs (CUDA-graph replay)")
     ap.add_argument("--official-max", type=int, default=5000, help="largest cell given to the official code")
     ap.add_argument("--find-max", action="store_true", help="grow the cell until hipot runs out of memory")
+    ap.add_argument("--find-max-kinds", nargs="+", default=["Si", "MgO"])
     ap.add_argument("--batch", type=int, default=256, help="batch of different 64-atom structures (0: skip)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
@@ -218,9 +219,9 @@ def main() -> None:
             print(ev.table(sort_by="self_cuda_time_total", row_limit=12, max_name_column_width=60))
     if args.find_max and device.type == "cuda":
         for runner in [r for r in runners if r.name == "hipot (cueq)"] or runners[-1:]:
-            for kind in args.kinds:
+            for kind in args.find_max_kinds:
                 base = 8
-                rep, last_ok = 12, None
+                rep, last_ok = (20 if kind == "Si" else 16), None
                 while True:
                     atoms = structure(kind, base * rep**3)
                     try:
@@ -228,7 +229,7 @@ def main() -> None:
                         last_ok = r
                         print(f"# {runner.name} {kind} {len(atoms)} atoms OK: {r['us_atom_model']:.2f} us/atom, "
                               f"{r['peak_gib']:.1f} GiB", flush=True)
-                        rep += 4 if rep < 20 else 2
+                        rep += 4
                     except torch.cuda.OutOfMemoryError:
                         gc.collect()
                         torch.cuda.empty_cache()

@@ -52,7 +52,8 @@ class AtomGraph:
 
     def edge_vectors(self) -> Tensor:
         shift = torch.einsum("ei,eij->ej", self.cell_shift, self.cell[self.batch[self.center]])
-        return self.positions[self.neighbor] - self.positions[self.center] + shift
+        pos = self.positions
+        return torch.index_select(pos, 0, self.neighbor) - torch.index_select(pos, 0, self.center) + shift
 
 
 def check_structure(atoms: Atoms, supported: Sequence[int] | None = None, label: str = "structure") -> None:

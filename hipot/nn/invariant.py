@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 
-EDGE_CHUNK = 1 << 17  # edges per recomputed chunk on large graphs
+EDGE_CHUNK = 1 << 19  # edges per recomputed chunk on large graphs
 
 
 def _mlp(c: int) -> nn.Sequential:
@@ -94,10 +94,12 @@ class InvariantAttentionLayer(nn.Module):
                                             wk[:, 2 * c :] @ self.edge.bias + self.key_mlp[0].bias)
             em = torch.nn.functional.linear(radial, wm[:, 2 * c :] @ self.edge.weight,
                                             wm[:, 2 * c :] @ self.edge.bias + self.msg_mlp[0].bias)
-        hk = k_a[center] + k_b[neighbor] + ek
-        hm = v_a[center] + v_b[neighbor] + em
+        # index_select, not x[idx]: its backward is an atomic index_add, not a sort-based index_put
+        gather = torch.index_select
+        hk = gather(k_a, 0, center) + gather(k_b, 0, neighbor) + ek
+        hm = gather(v_a, 0, center) + gather(v_b, 0, neighbor) + em
         key_ab = self.key_mlp[2](torch.nn.functional.silu(hk))
-        alpha = self.dropout_attn(q[center] * key_ab / math.sqrt(c))
+        alpha = self.dropout_attn(gather(q, 0, center) * key_ab / math.sqrt(c))
         msg = self.msg_mlp[2](torch.nn.functional.silu(hm)) * torch.sigmoid(self.att_norm(alpha))
         if self.smooth:
             msg = msg * envelope.unsqueeze(-1)

@@ -110,7 +110,7 @@ class ChannelwiseTensorProduct(nn.Module):
         for gi, (l1, mul, w_off, n_paths) in enumerate(self.groups):
             cg = self._cg(gi, sh)
             y = (sh @ cg).view(sh.shape[0], 2 * l1 + 1, -1)  # (E, 2l1+1, cols)
-            t = torch.bmm(xs[l1][neighbor], y)  # (E, mul, cols)
+            t = torch.bmm(torch.index_select(xs[l1], 0, neighbor), y)  # (E, mul, cols)
             w = weight[:, w_off : w_off + n_paths * mul].view(-1, n_paths, mul).transpose(1, 2)
             t = t * w[:, :, getattr(self, f"path_of_col_{gi}")]
             summed.append(torch.zeros((num_nodes,) + t.shape[1:], dtype=t.dtype, device=t.device)
