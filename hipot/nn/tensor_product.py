@@ -72,6 +72,7 @@ class ChannelwiseTensorProduct(nn.Module):
         self.weight_numel = sum(p.mul for p in self.paths)
         sh_dim = (sh_lmax + 1) ** 2
         self.cg_tables: list[Tensor] = []  # float64 masters
+        self.group_columns: list[list[tuple[int, int]]] = []  # per group: (first column, width) per path
         self._cg_cache: dict[tuple, Tensor] = {}
         self.groups: list[tuple[int, int, int, int]] = []  # (l1, mul, weight offset, number of paths)
         self.columns: list[tuple[int, int, int]] = []  # per path: (group, first column, 2 l3 + 1)
@@ -81,19 +82,17 @@ class ChannelwiseTensorProduct(nn.Module):
                 continue
             cols = sum(2 * p.l3 + 1 for p in paths)
             cg = torch.zeros(sh_dim, 2 * l1 + 1, cols, dtype=torch.float64)
-            path_of_col = torch.zeros(cols, dtype=torch.long)
             c0 = 0
             for k, p in enumerate(paths):
                 d3 = 2 * p.l3 + 1
                 block = wigner_3j(p.l1, p.l2, p.l3, dtype=torch.float64) * math.sqrt(d3)  # (i, j, k)
                 cg[p.l2 ** 2 : (p.l2 + 1) ** 2, :, c0 : c0 + d3] = block.permute(1, 0, 2)
-                path_of_col[c0 : c0 + d3] = k
                 self.columns.append((len(self.groups), c0, d3))
                 c0 += d3
             gi = len(self.groups)
             # Kept in float64 (module.to(dtype) would round them): cast to the input's dtype on use.
             self.cg_tables.append(cg.reshape(sh_dim, -1))
-            self.register_buffer(f"path_of_col_{gi}", path_of_col, persistent=False)
+            self.group_columns.append([(c, d) for g, c, d in self.columns if g == gi])
             self.groups.append((l1, mul, paths[0].weight_offset, len(paths)))
 
     def _cg(self, gi: int, like: Tensor) -> Tensor:
@@ -110,11 +109,18 @@ class ChannelwiseTensorProduct(nn.Module):
         for gi, (l1, mul, w_off, n_paths) in enumerate(self.groups):
             cg = self._cg(gi, sh)
             y = (sh @ cg).view(sh.shape[0], 2 * l1 + 1, -1)  # (E, 2l1+1, cols)
-            t = torch.bmm(torch.index_select(xs[l1], 0, neighbor), y)  # (E, mul, cols)
-            w = weight[:, w_off : w_off + n_paths * mul].view(-1, n_paths, mul).transpose(1, 2)
-            t = t * w[:, :, getattr(self, f"path_of_col_{gi}")]
-            summed.append(torch.zeros((num_nodes,) + t.shape[1:], dtype=t.dtype, device=t.device)
-                          .index_add_(0, center, t))
+            x = torch.index_select(xs[l1], 0, neighbor)  # (E, mul, 2l1+1)
+            w = weight[:, w_off : w_off + n_paths * mul].view(-1, n_paths, mul)
+            # Scale the small (E, mul, 2l1+1) input by each path's weights, then contract with
+            # that path's columns: no (E, mul, cols) copy of the weights is ever made.
+            out = torch.zeros((num_nodes, mul, y.shape[2]), dtype=y.dtype, device=y.device)
+            for k, (c0, d3) in enumerate(self.group_columns[gi]):
+                if l1 == 0:  # an outer product: cheaper as a broadcast than as a matrix product
+                    part = (x[:, :, 0] * w[:, k, :]).unsqueeze(-1) * y[:, 0, c0 : c0 + d3].unsqueeze(1)
+                else:
+                    part = torch.bmm(x * w[:, k, :, None], y[:, :, c0 : c0 + d3])  # (E, mul, 2l3+1)
+                out[:, :, c0 : c0 + d3].index_add_(0, center, part)
+            summed.append(out)
         parts: dict[int, list[Tensor]] = {}
         for p, (gi, c0, d3) in zip(self.paths, self.columns):
             parts.setdefault(p.l3, []).append(summed[gi][:, :, c0 : c0 + d3])
