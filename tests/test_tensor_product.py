@@ -48,3 +48,25 @@ def test_linear_matches_e3nn():
         ref.weight.copy_(torch.cat([w.reshape(-1) for w in lin.weights]))
     xs = {l: torch.randn(7, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
     torch.testing.assert_close(_flat(lin(xs)), ref(_flat(xs)), atol=1e-12, rtol=1e-12)
+
+
+def test_cuequivariance_path_matches_reference():
+    """The cuEquivariance kernels' descriptor, run by its plain-PyTorch method on the CPU."""
+    import pytest
+
+    pytest.importorskip("cuequivariance_torch")
+    from hipot.nn.tensor_product import CuetChannelwiseTensorProduct
+
+    torch.manual_seed(2)
+    irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
+    ref = ChannelwiseTensorProduct(irr_in, lmax, irr_out)
+    fast = CuetChannelwiseTensorProduct(ref, method="naive")
+    n, e = 6, 20
+    xs = {l: torch.randn(n, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
+    vec = torch.randn(e, 3, dtype=torch.float64)
+    sh = o3.spherical_harmonics(list(range(lmax + 1)), vec, normalize=True, normalization="component")
+    w = torch.randn(e, ref.weight_numel, dtype=torch.float64)
+    center, neighbor = torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+    a, b = ref(xs, sh, w, center, neighbor, n), fast(xs, sh, w, center, neighbor, n)
+    for l in a:
+        torch.testing.assert_close(b[l], a[l], atol=1e-12, rtol=1e-12)
