@@ -83,53 +83,9 @@ def check_structure(atoms: Atoms, supported: Sequence[int] | None = None, label:
             raise StructureError(f"{label}: periodic cell has zero volume (degenerate lattice vectors)")
 
 
-def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Full neighbour list (both directions, periodic self-images kept, i == j at zero shift dropped).
-
-    Returns center, neighbor, integer cell shifts and distances, computed in float64.
-    """
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = atoms.cell.array.astype(np.float64)
-    if not pbc.any():
-        cell = np.zeros((3, 3))  # a box without periodicity plays no role
-    else:
-        # vesin needs a full-rank box; the non-periodic directions get any orthogonal vector
-        cell = cell.copy()
-        for d in np.where(~pbc)[0]:
-            if np.linalg.norm(cell[d]) < 1e-6:
-                others = [cell[k] for k in range(3) if k != d]
-                v = np.cross(others[0], others[1])
-                cell[d] = v / max(np.linalg.norm(v), 1e-12)
-    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, s, d = nl.compute(atoms.positions.astype(np.float64), cell, pbc.tolist(), "ijSd")
-    return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d
-
-
-def _neighbor_list_torch(atoms: Atoms, cutoff: float, device: torch.device):
-    """The same list as `neighbor_list`, computed on `device` by vesin's torch backend."""
-    from vesin.torch import NeighborList
-
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    cell = atoms.cell.array.astype(np.float64)
-    if not pbc.any():
-        cell = np.zeros((3, 3))
-    else:
-        cell = cell.copy()
-        for d in np.where(~pbc)[0]:
-            if np.linalg.norm(cell[d]) < 1e-6:
-                others = [cell[k] for k in range(3) if k != d]
-                v = np.cross(others[0], others[1])
-                cell[d] = v / max(np.linalg.norm(v), 1e-12)
-    pos = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
-    box = torch.as_tensor(cell, dtype=torch.float64, device=device)
-    periodic = torch.as_tensor(pbc, device=device)
-    nl = NeighborList(cutoff=float(cutoff), full_list=True)
-    i, j, s, d = nl.compute(points=pos, box=box, periodic=periodic, quantities="ijSd")
-    return i.long(), j.long(), s.to(torch.float64), d
-
-
 def _full_rank_cell(atoms: Atoms) -> np.ndarray:
-    """The cell with each zero vector of a non-periodic direction replaced by a unit normal."""
+    """The cell with each zero vector of a non-periodic direction replaced by a unit normal (vesin
+    needs a full-rank box; along a non-periodic direction it plays no role)."""
     cell = atoms.cell.array.astype(np.float64).copy()
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if not pbc.any():
@@ -140,6 +96,32 @@ def _full_rank_cell(atoms: Atoms) -> np.ndarray:
             v = np.cross(others[0], others[1])
             cell[d] = v / max(np.linalg.norm(v), 1e-12)
     return cell
+
+
+def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Full neighbour list (both directions, periodic self-images kept, i == j at zero shift dropped).
+
+    Returns center, neighbor, integer cell shifts and distances, computed in float64.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = _full_rank_cell(atoms)
+    nl = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, s, d = nl.compute(atoms.positions.astype(np.float64), cell, pbc.tolist(), "ijSd")
+    return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64), d
+
+
+def _neighbor_list_torch(atoms: Atoms, cutoff: float, device: torch.device):
+    """The same list as `neighbor_list`, computed on `device` by vesin's torch backend."""
+    from vesin.torch import NeighborList
+
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = _full_rank_cell(atoms)
+    pos = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
+    box = torch.as_tensor(cell, dtype=torch.float64, device=device)
+    periodic = torch.as_tensor(pbc, device=device)
+    nl = NeighborList(cutoff=float(cutoff), full_list=True)
+    i, j, s, d = nl.compute(points=pos, box=box, periodic=periodic, quantities="ijSd")
+    return i.long(), j.long(), s.to(torch.float64), d
 
 
 def small_batch_neighbor_lists(structures: Sequence[Atoms], cutoff: float, device: torch.device):
