@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -173,6 +173,28 @@ def gpu_neighbor_list_available() -> bool:
     return True
 
 
+def _overlap_error(label: str, atoms: Atoms, cutoff: float, min_distance: float) -> StructureError:
+    i, j, _s, d = neighbor_list(atoms, cutoff)
+    k = int(np.argmin(d))
+    return StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
+                          f"below min_distance={min_distance} A)")
+
+
+def _small_chunks(sizes: list[int], max_pairs: float = 3e7) -> Iterator[list[int]]:
+    """Consecutive groups of structure indices whose padded all-pairs test stays under max_pairs
+    candidates (assuming up to 125 periodic images)."""
+    chunk: list[int] = []
+    nmax = 0
+    for b, n in enumerate(sizes):
+        if chunk and (len(chunk) + 1) * max(nmax, n) ** 2 * 125 > max_pairs:
+            yield chunk
+            chunk, nmax = [], 0
+        chunk.append(b)
+        nmax = max(nmax, n)
+    if chunk:
+        yield chunk
+
+
 def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[int] | None = None,
                 min_distance: float = 0.1, labels: Sequence[str] | None = None,
                 device: torch.device | str | None = None, gpu_min_atoms: int = 256,
@@ -182,75 +204,66 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
     Atoms closer than `min_distance` (A) are reported as overlapping: the model has no meaning there.
     On a CUDA `device` the graph is returned there and the neighbour lists are computed there too:
     structures of at least `gpu_min_atoms` atoms one by one with vesin's torch backend, smaller
-    ones all together (`small_batch_neighbor_lists`; `batch_small` forces this on or off).
+    ones all together (`small_batch_neighbor_lists`; `batch_small` forces this on or off). Then
+    one host sync checks all their distances.
     """
     if len(structures) == 0:
         raise StructureError("no structures given")
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    gpu_nl = device.type == "cuda" and gpu_neighbor_list_available()
-    small: dict[int, tuple] = {}
-    if batch_small if batch_small is not None else device.type == "cuda":
-        idx = [b for b, a in enumerate(structures) if 0 < len(a) < gpu_min_atoms]
-        for b in idx:
-            check_structure(structures[b], supported, labels[b] if labels is not None else f"structure {b}")
-        # chunks of at most ~30 M candidate pairs
-        while idx:
-            chunk = [idx.pop(0)]
-            while idx and len(chunk) * max(len(structures[k]) for k in chunk + idx[:1]) ** 2 * 125 < 3e7:
-                chunk.append(idx.pop(0))
-            ci, cj, cs, cd, cb = small_batch_neighbor_lists([structures[k] for k in chunk], cutoff, device)
-            for local, b in enumerate(chunk):
-                sel = cb == local
-                small[b] = (ci[sel], cj[sel], cs[sel], cd[sel])
-    numbers, positions, cells, pbcs, centers, neighbors, shifts, batch, mins = [], [], [], [], [], [], [], [], []
-    offset = 0
-    for b, atoms in enumerate(structures):
-        label = labels[b] if labels is not None else f"structure {b}"
+    labels = list(labels) if labels is not None else [f"structure {b}" for b in range(len(structures))]
+    for atoms, label in zip(structures, labels):
         check_structure(atoms, supported, label)
-        n = len(atoms)
-        if b in small or (gpu_nl and n >= gpu_min_atoms):
-            i, j, s, d = small[b] if b in small else _neighbor_list_torch(atoms, cutoff, device)
-            if d.numel():
-                mins.append((b, d.min()))
-        else:
-            i, j, s, d = (torch.from_numpy(t) for t in neighbor_list(atoms, cutoff))
-            s = s.to(torch.float64)
-            if d.numel() and float(d.min()) < min_distance:
-                k = int(torch.argmin(d))
-                raise StructureError(f"{label}: atoms {int(i[k])} and {int(j[k])} overlap ({float(d[k]):.4f} A "
-                                     f"apart, below min_distance={min_distance} A)")
-        numbers.append(torch.from_numpy(atoms.numbers.astype(np.int64)))
-        positions.append(torch.from_numpy(atoms.positions.astype(np.float64)))
-        cells.append(torch.from_numpy(atoms.cell.array.astype(np.float64)))
-        pbcs.append(torch.from_numpy(np.asarray(atoms.pbc, dtype=bool)))
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    sizes = [len(a) for a in structures]
+    ptr = torch.tensor([0] + sizes, dtype=torch.long).cumsum(0)
+    on_device = batch_small if batch_small is not None else device.type == "cuda"
+    nl_device = device if device.type == "cuda" else torch.device("cpu")
+    small = [b for b, n in enumerate(sizes) if n < gpu_min_atoms] if on_device else []
+    large_on_gpu = device.type == "cuda" and gpu_neighbor_list_available()
+
+    # edge pieces in global atom numbering, and for lists made on the device: (distances, structure of each edge)
+    centers, neighbors, shifts, checks = [], [], [], []
+    for chunk in _small_chunks([sizes[b] for b in small]):
+        members = [small[k] for k in chunk]
+        i, j, sh, d, local = small_batch_neighbor_lists([structures[b] for b in members], cutoff, nl_device)
+        which = torch.as_tensor(members, device=nl_device)[local]
+        offset = ptr.to(nl_device)[which]
         centers.append(i + offset)
         neighbors.append(j + offset)
-        shifts.append(s)
-        batch.append(torch.full((n,), b, dtype=torch.long))
-        offset += n
-    if mins:
-        # one device-to-host transfer for the whole batch
-        per = torch.stack([m for _, m in mins]).cpu()
-        if float(per.min()) < min_distance:
-            b = mins[int(torch.argmin(per))][0]
-            label = labels[b] if labels is not None else f"structure {b}"
-            i, j, _s, d = neighbor_list(structures[b], cutoff)
-            k = int(np.argmin(d))
-            raise StructureError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart, "
-                                 f"below min_distance={min_distance} A)")
-    if any(t.device != centers[0].device for t in centers):
-        # some lists were built on the GPU: bring the others there before concatenating
-        centers, neighbors, shifts = ([t.to(device) for t in ts] for ts in (centers, neighbors, shifts))
-    ptr = torch.tensor([0] + [len(a) for a in structures], dtype=torch.long).cumsum(0)
+        shifts.append(sh)
+        checks.append((d, which))
+    done = set(small)
+    for b, atoms in enumerate(structures):
+        if b in done:
+            continue
+        if large_on_gpu:
+            i, j, sh, d = _neighbor_list_torch(atoms, cutoff, device)
+            checks.append((d, torch.full_like(i, b)))
+        else:
+            i, j, sh, d = (torch.from_numpy(t) for t in neighbor_list(atoms, cutoff))
+            sh = sh.to(torch.float64)
+            if d.numel() and float(d.min()) < min_distance:
+                raise _overlap_error(labels[b], atoms, cutoff, min_distance)
+        centers.append(i + int(ptr[b]))
+        neighbors.append(j + int(ptr[b]))
+        shifts.append(sh)
+    checks = [(d, w) for d, w in checks if d.numel()]
+    if checks:
+        mins = torch.stack([d.min() for d, _ in checks]).cpu()  # the one host sync
+        if float(mins.min()) < min_distance:
+            d, which = checks[int(torch.argmin(mins))]
+            b = int(which[int(torch.argmin(d))])
+            raise _overlap_error(labels[b], structures[b], cutoff, min_distance)
+    target = device if device.type == "cuda" else torch.device("cpu")
+    centers, neighbors, shifts = ([t.to(target) for t in ts] for ts in (centers, neighbors, shifts))
     graph = AtomGraph(
-        numbers=torch.cat(numbers),
-        positions=torch.cat(positions),
-        cell=torch.stack(cells),
-        pbc=torch.stack(pbcs),
-        center=torch.cat(centers),
-        neighbor=torch.cat(neighbors),
-        cell_shift=torch.cat(shifts),
-        batch=torch.cat(batch),
+        numbers=torch.from_numpy(np.concatenate([a.numbers for a in structures]).astype(np.int64)),
+        positions=torch.from_numpy(np.concatenate([a.positions for a in structures]).astype(np.float64)),
+        cell=torch.from_numpy(np.stack([a.cell.array for a in structures]).astype(np.float64)),
+        pbc=torch.from_numpy(np.stack([np.asarray(a.pbc, dtype=bool) for a in structures])),
+        center=torch.cat(centers) if centers else torch.zeros(0, dtype=torch.long),
+        neighbor=torch.cat(neighbors) if neighbors else torch.zeros(0, dtype=torch.long),
+        cell_shift=torch.cat(shifts) if shifts else torch.zeros((0, 3), dtype=torch.float64),
+        batch=torch.repeat_interleave(torch.arange(len(structures)), torch.tensor(sizes)),
         ptr=ptr,
     )
     return graph.to(device) if device.type == "cuda" else graph

@@ -122,3 +122,10 @@ def test_build_graph_batched_small_same_graph():
         assert g.center.numel() == a.center.numel()
     key = lambda g: sorted(zip(g.center.tolist(), g.neighbor.tolist(), map(tuple, g.cell_shift.long().tolist())))  # noqa: E731
     assert key(a) == key(b)
+
+
+def test_overlap_found_in_batched_small_lists():
+    good = molecule("H2O")
+    bad = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.01]])
+    with pytest.raises(StructureError, match="mine: atoms 0 and 1 overlap"):
+        build_graph([good, bad], 5.0, labels=["ok", "mine"], batch_small=True)

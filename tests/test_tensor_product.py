@@ -12,6 +12,15 @@ def _flat(xs):
     return torch.cat([xs[l].reshape(xs[l].shape[0], -1) for l in sorted(xs)], dim=1)
 
 
+def _random_inputs(irr_in: Irreps, lmax: int, weight_numel: int, n: int, e: int = 20):
+    """Node features, harmonics of random edge vectors, per-edge weights and random edges (float64)."""
+    xs = {l: torch.randn(n, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
+    vec = torch.randn(e, 3, dtype=torch.float64)
+    sh = o3.spherical_harmonics(list(range(lmax + 1)), vec, normalize=True, normalization="component")
+    w = torch.randn(e, weight_numel, dtype=torch.float64)
+    return xs, sh, w, torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+
+
 def test_matches_e3nn():
     torch.manual_seed(0)
     irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
@@ -27,12 +36,8 @@ def test_matches_e3nn():
     instr = [(a, b, perm[c], m, t) for a, b, c, m, t in instr]
     ref = o3.TensorProduct(e_in, e_sh, mid_sorted, instr, shared_weights=False, internal_weights=False).double()
     assert ref.weight_numel == tp.weight_numel
-    n, e = 6, 20
-    xs = {l: torch.randn(n, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
-    vec = torch.randn(e, 3, dtype=torch.float64)
-    sh = o3.spherical_harmonics(list(range(lmax + 1)), vec, normalize=True, normalization="component")
-    w = torch.randn(e, tp.weight_numel, dtype=torch.float64)
-    center, neighbor = torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+    n = 6
+    xs, sh, w, center, neighbor = _random_inputs(irr_in, lmax, tp.weight_numel, n)
     got = _flat(tp(xs, sh, w, center, neighbor, n))
     msg = ref(_flat(xs)[neighbor], sh, w)
     want = torch.zeros(n, msg.shape[1], dtype=torch.float64).index_add_(0, center, msg)
@@ -61,12 +66,8 @@ def test_cuequivariance_path_matches_reference():
     irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
     ref = ChannelwiseTensorProduct(irr_in, lmax, irr_out)
     fast = CuetChannelwiseTensorProduct(ref, method="naive")
-    n, e = 6, 20
-    xs = {l: torch.randn(n, m, 2 * l + 1, dtype=torch.float64) for l, m in irr_in.terms}
-    vec = torch.randn(e, 3, dtype=torch.float64)
-    sh = o3.spherical_harmonics(list(range(lmax + 1)), vec, normalize=True, normalization="component")
-    w = torch.randn(e, ref.weight_numel, dtype=torch.float64)
-    center, neighbor = torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
+    n = 6
+    xs, sh, w, center, neighbor = _random_inputs(irr_in, lmax, ref.weight_numel, n)
     a, b = ref(xs, sh, w, center, neighbor, n), fast(xs, sh, w, center, neighbor, n)
     for l in a:
         torch.testing.assert_close(b[l], a[l], atol=1e-12, rtol=1e-12)

@@ -31,22 +31,19 @@ class Path:
     l3: int
     mul: int  # channels of the input (and output) of this path
     weight_offset: int  # start of this path's weights in the flat per-edge weight vector
-    out_offset: int  # start of this path's channels within the l3 output
 
 
 def uvu_paths(irreps_in: Irreps, sh_lmax: int, irreps_out: Irreps) -> list[Path]:
     """Paths in e3nn's instruction order: input l1, then harmonic l2, then l3 ascending."""
     paths: list[Path] = []
     w_off = 0
-    out_off: dict[int, int] = {}
     for l1, mul in irreps_in.terms:
         for l2 in range(sh_lmax + 1):
             for l3 in range(abs(l1 - l2), l1 + l2 + 1):
                 if irreps_out.mul(l3) == 0:
                     continue
-                paths.append(Path(l1, l2, l3, mul, w_off, out_off.get(l3, 0)))
+                paths.append(Path(l1, l2, l3, mul, w_off))
                 w_off += mul
-                out_off[l3] = out_off.get(l3, 0) + mul
     return paths
 
 
@@ -55,9 +52,10 @@ class ChannelwiseTensorProduct(nn.Module):
     with the sum of messages over each atom's neighbours.
 
     Paths sharing an input l1 are done together: the harmonics are contracted with all their
-    Clebsch-Gordan blocks in one matrix product, Y[e, i, (p, k)] = sum_j Y_all[e, j] C_p[i, j, k],
-    the features in one batched product, and the messages summed onto atoms before being split into
-    the per-l3 outputs, so that no per-path copy of a per-edge tensor is made.
+    Clebsch-Gordan blocks in one matrix product, Y[e, i, (p, k)] = sum_j Y_all[e, j] C_p[i, j, k].
+    Each path then scales the small gathered input x_j (E, mul, 2l1+1) by its weights, contracts it
+    with its columns of Y and sums the result straight onto the atoms; per-edge tensors of the
+    whole output width are never formed.
     """
 
     def __init__(self, irreps_in: Irreps, sh_lmax: int, irreps_out: Irreps):
