@@ -1,21 +1,15 @@
-"""Command line: `hipot fetch`, `hipot predict`."""
+"""`hipot fetch` and `hipot predict`."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="hienet-v3", help="model name, hipot model folder or official .pth (default: hienet-v3)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cueq"],
-                   help="tensor-product kernels: cuEquivariance on a GPU when installed (auto), or force one")
+from .common import add_model_args
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from .pretrained import fetch
+    from ..pretrained import fetch
 
     path = fetch(args.name, force=args.force, wheel=args.wheel, checkpoint=args.checkpoint)
     print(path)
@@ -26,7 +20,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from .inference import Evaluator
+    from ..inference import Evaluator
 
     frames = ase.io.read(args.input, index=args.index)
     if not isinstance(frames, list):
@@ -50,10 +44,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hipot", description="HIENet-class interatomic potentials")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def register(sub) -> None:
     p = sub.add_parser("fetch", help="download, verify and convert a pretrained model into the cache")
     p.add_argument("name", help="pretrained model name, e.g. hienet-v3")
     p.add_argument("--force", action="store_true", help="convert again even if cached")
@@ -65,25 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="any file ASE reads (extxyz, CIF, POSCAR, ...)")
     p.add_argument("-o", "--output", required=True, help="output extxyz with the results")
     p.add_argument("--index", default=":", help="frames to read, ASE syntax (default: all)")
-    _add_model_args(p)
+    add_model_args(p)
     p.add_argument("--batch-size", type=int, default=16, help="structures per batch (default: 16)")
     p.add_argument("--max-atoms", type=int, default=4096, help="atoms per batch (default: 4096)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_predict)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from .checkpoint import ModelFileError
-    from .graph import StructureError
-
-    try:
-        return args.func(args)
-    except (StructureError, ModelFileError, KeyError, FileNotFoundError) as e:
-        print(f"hipot {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
