@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Verb groups, in the order `hipot --help` lists them.
-VERB_MODULES = ["predict"]
+VERB_MODULES = ["predict", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:

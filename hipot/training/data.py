@@ -1,0 +1,366 @@
+"""Labelled structures: readers, validation, neighbour lists and batching.
+
+A `Sample` is one structure with its labels and its neighbour list, all numpy arrays; `collate`
+joins samples into an `AtomGraph` plus a `Labels` batch. Readers take any ASE-readable file
+(labels under configurable keys, else the file's own calculator results), ASE databases and
+the rMD17 `.npz` format. Everything bad in the data is collected and reported at once with its
+file and frame index (`DataError`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from ..graph import AtomGraph, StructureError, check_structure, neighbor_list
+
+KBAR_PER_EV_A3 = 1602.1766208  # 1 eV/A^3 = 160.21766208 GPa
+EV_PER_KCAL_MOL = 4.184 / 96.48533212  # 1 kcal/mol in eV (rMD17 units)
+
+
+class DataError(ValueError):
+    """Bad training data; the message lists each problem as `file:frame: reason`."""
+
+
+@dataclass
+class Sample:
+    """One labelled structure with its neighbour list (atom indices local to the structure)."""
+
+    numbers: np.ndarray  # (n,) int
+    positions: np.ndarray  # (n, 3)
+    cell: np.ndarray  # (3, 3)
+    pbc: np.ndarray  # (3,) bool
+    energy: float  # eV (NaN: no label)
+    forces: np.ndarray | None  # (n, 3) eV/A
+    stress: np.ndarray | None  # (3, 3) eV/A^3, ASE sign
+    center: np.ndarray | None = None  # (e,)
+    neighbor: np.ndarray | None = None
+    shift: np.ndarray | None = None  # (e, 3) integer cell shifts
+
+    @property
+    def num_atoms(self) -> int:
+        return len(self.numbers)
+
+    def atoms(self) -> Atoms:
+        return Atoms(numbers=self.numbers, positions=self.positions, cell=self.cell, pbc=self.pbc)
+
+
+class Dataset(Protocol):
+    """What the trainer needs from a data set: random access and the size of each structure."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, i: int) -> Sample: ...
+    def sizes(self) -> np.ndarray: ...
+
+
+@dataclass
+class Labels:
+    """Batched labels on the model's device; masks say which structures carry which label."""
+
+    energy: torch.Tensor  # (B,)
+    has_energy: torch.Tensor  # (B,) bool
+    forces: torch.Tensor  # (N, 3)
+    has_forces: torch.Tensor  # (N,) bool (per atom, from its structure)
+    stress: torch.Tensor  # (B, 3, 3)
+    has_stress: torch.Tensor  # (B,) bool
+    num_atoms: torch.Tensor  # (B,)
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "Labels":
+        return Labels(*(t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
+                        for t in (self.energy, self.has_energy, self.forces, self.has_forces, self.stress,
+                                  self.has_stress, self.num_atoms)))
+
+
+# ----------------------------------------------------------------------------- reading
+
+@dataclass(frozen=True)
+class LabelKeys:
+    energy: str = "REF_energy"
+    forces: str = "REF_forces"
+    stress: str = "REF_stress"
+    stress_unit: str = "eV/A^3"
+
+
+def _label(atoms: Atoms, key: str, fallback: str, per_atom: bool):
+    """A label from atoms.info/arrays[key], else the attached calculator's `fallback` result."""
+    store = atoms.arrays if per_atom else atoms.info
+    if key in store:
+        return store[key]
+    if not per_atom and key in atoms.arrays:  # e.g. a per-structure value written as an array
+        return atoms.arrays[key]
+    calc = atoms.calc
+    if calc is not None and fallback in getattr(calc, "results", {}):
+        return calc.results[fallback]
+    return None
+
+
+def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]:
+    """Turn one labelled Atoms into a Sample; returns it with the list of problems found."""
+    problems: list[str] = []
+    n = len(atoms)
+    energy = _label(atoms, keys.energy, "energy", False)
+    forces = _label(atoms, keys.forces, "forces", True)
+    stress = _label(atoms, keys.stress, "stress", False)
+    e = float("nan")
+    if energy is None:
+        problems.append(f"no energy label ('{keys.energy}' or a calculator energy)")
+    else:
+        try:
+            e = float(np.asarray(energy, dtype=np.float64).reshape(()))
+        except (TypeError, ValueError):
+            problems.append(f"energy label has shape {np.shape(energy)}, expected a number")
+    f = None
+    if forces is not None:
+        f = np.asarray(forces, dtype=np.float64)
+        if f.shape != (n, 3):
+            problems.append(f"forces have shape {f.shape}, expected ({n}, 3)")
+            f = None
+    s = None
+    if stress is not None:
+        s = np.asarray(stress, dtype=np.float64)
+        if s.shape == (6,):
+            xx, yy, zz, yz, xz, xy = s
+            s = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+        elif s.shape == (9,):
+            s = s.reshape(3, 3)
+        if s.shape != (3, 3):
+            problems.append(f"stress has shape {np.shape(stress)}, expected (6,) Voigt or (3, 3)")
+            s = None
+        elif keys.stress_unit == "kbar":
+            s = s / KBAR_PER_EV_A3
+        if s is not None and not np.all(atoms.pbc):
+            s = None  # stress is defined only for 3D-periodic cells
+    sample = Sample(numbers=atoms.numbers.astype(np.int64), positions=atoms.positions.astype(np.float64),
+                    cell=atoms.cell.array.astype(np.float64), pbc=np.asarray(atoms.pbc, dtype=bool),
+                    energy=e, forces=f, stress=s)
+    return sample, problems
+
+
+def check_sample(sample: Sample, species: Sequence[int] | None, require_forces: bool) -> list[str]:
+    """Problems of a sample's labels and structure (empty list: fine)."""
+    problems = []
+    if not np.isfinite(sample.energy):
+        problems.append(f"energy label is {sample.energy}")
+    if sample.forces is None:
+        if require_forces:
+            problems.append("no force labels")
+    elif not np.all(np.isfinite(sample.forces)):
+        bad = np.unique(np.where(~np.isfinite(sample.forces))[0])
+        problems.append(f"non-finite force labels on atoms {bad[:10].tolist()}")
+    if sample.stress is not None and not np.all(np.isfinite(sample.stress)):
+        problems.append("non-finite stress label")
+    try:
+        check_structure(sample.atoms(), species, label="structure")
+    except StructureError as e:
+        problems.append(str(e).removeprefix("structure: "))
+    return problems
+
+
+def _is_npz_rmd17(path: Path) -> bool:
+    return path.suffix == ".npz"
+
+
+def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | None = None
+              ) -> Iterator[tuple[int, Sample, list[str]]]:
+    """(frame index, sample, problems) for every frame of a file, streaming where the format allows."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if _is_npz_rmd17(path):
+        yield from _iter_rmd17(path)
+        return
+    if path.suffix in (".db", ".aselmdb") or fmt == "db":
+        import ase.db
+
+        with ase.db.connect(str(path)) as db:
+            for k, row in enumerate(db.select()):
+                atoms = row.toatoms(add_additional_information=True)
+                atoms.info.update(row.get("key_value_pairs", {}))
+                atoms.info.update(row.get("data", {}) or {})
+                for key in (keys.forces,):
+                    if key in atoms.info:  # per-atom arrays live in row.data
+                        atoms.arrays[key] = np.asarray(atoms.info.pop(key))
+                sample, problems = sample_from_atoms(atoms, keys)
+                yield k, sample, problems
+        return
+    import ase.io
+
+    for k, atoms in enumerate(ase.io.iread(str(path), index=index, format=fmt)):
+        sample, problems = sample_from_atoms(atoms, keys)
+        yield k, sample, problems
+
+
+def _iter_rmd17(path: Path) -> Iterator[tuple[int, Sample, list[str]]]:
+    """rMD17 npz: nuclear_charges (n,), coords (F,n,3) A, energies (F,) kcal/mol, forces kcal/mol/A."""
+    with np.load(path) as d:
+        missing = {"nuclear_charges", "coords", "energies"} - set(d.files)
+        if missing:
+            raise DataError(f"{path}: not an rMD17 npz file (missing {sorted(missing)})")
+        z = d["nuclear_charges"].astype(np.int64)
+        coords, energies = d["coords"], d["energies"]
+        forces = d["forces"] if "forces" in d.files else None
+    for k in range(len(coords)):
+        problems = []
+        f = None
+        if forces is not None:
+            f = forces[k].astype(np.float64) * EV_PER_KCAL_MOL
+            if f.shape != (len(z), 3):
+                problems.append(f"forces have shape {f.shape}, expected ({len(z)}, 3)")
+                f = None
+        pos = coords[k].astype(np.float64)
+        if pos.shape != (len(z), 3):
+            raise DataError(f"{path}:{k}: coords have shape {pos.shape}, expected ({len(z)}, 3)")
+        yield k, Sample(numbers=z, positions=pos, cell=np.zeros((3, 3)), pbc=np.zeros(3, dtype=bool),
+                        energy=float(energies[k]) * EV_PER_KCAL_MOL, forces=f, stress=None), problems
+
+
+def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), index: str = ":",
+                 fmt: str | None = None, species: Sequence[int] | None = None, require_forces: bool = True,
+                 max_frames: int | None = None, max_report: int = 20) -> list[Sample]:
+    """Read and check every frame of the files; raise DataError listing all problems found."""
+    samples: list[Sample] = []
+    errors: list[str] = []
+    n_bad = 0
+    for path in paths:
+        for k, sample, problems in iter_file(path, keys, index, fmt):
+            problems = problems + check_sample(sample, species, require_forces)
+            if problems:
+                n_bad += 1
+                if len(errors) < max_report:
+                    errors.append(f"{path}:{k}: " + "; ".join(problems))
+                continue
+            samples.append(sample)
+            if max_frames is not None and len(samples) >= max_frames:
+                break
+        if max_frames is not None and len(samples) >= max_frames:
+            break
+    if n_bad:
+        more = f"\n... and {n_bad - len(errors)} more" if n_bad > len(errors) else ""
+        raise DataError(f"{n_bad} bad frame(s) in the training data:\n" + "\n".join(errors) + more)
+    if not samples:
+        raise DataError(f"no frames in {', '.join(map(str, paths))}")
+    return samples
+
+
+# ----------------------------------------------------------------------------- graphs
+
+def add_neighbors(sample: Sample, cutoff: float, min_distance: float = 0.1, label: str = "structure") -> Sample:
+    """Compute the sample's neighbour list once (it is reused every epoch)."""
+    i, j, s, d = neighbor_list(sample.atoms(), cutoff)
+    if d.size and d.min() < min_distance:
+        k = int(np.argmin(d))
+        raise DataError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart)")
+    sample.center, sample.neighbor, sample.shift = i, j, s
+    return sample
+
+
+class InMemoryDataset:
+    """Samples held in memory with their neighbour lists."""
+
+    def __init__(self, samples: list[Sample], cutoff: float):
+        self.samples = [s if s.center is not None else add_neighbors(s, cutoff, label=f"frame {k}")
+                        for k, s in enumerate(samples)]
+        self.cutoff = cutoff
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+    def sizes(self) -> np.ndarray:
+        return np.array([s.num_atoms for s in self.samples], dtype=np.int64)
+
+
+class Subset:
+    """A view of some indices of a data set."""
+
+    def __init__(self, base: Dataset, indices: Sequence[int]):
+        self.base, self.indices = base, np.asarray(indices, dtype=np.int64)
+        self._sizes = base.sizes()[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.base[int(self.indices[i])]
+
+    def sizes(self) -> np.ndarray:
+        return self._sizes
+
+
+def collate(samples: Sequence[Sample]) -> tuple[AtomGraph, Labels]:
+    """Join samples (with neighbour lists) into one graph and its labels (CPU, float64)."""
+    sizes = [s.num_atoms for s in samples]
+    ptr = np.concatenate([[0], np.cumsum(sizes)])
+    cat = np.concatenate
+    t = torch.from_numpy
+    graph = AtomGraph(
+        numbers=t(cat([s.numbers for s in samples]).astype(np.int64)),
+        positions=t(cat([s.positions for s in samples]).astype(np.float64)),
+        cell=t(np.stack([s.cell for s in samples]).astype(np.float64)),
+        pbc=t(np.stack([s.pbc for s in samples])),
+        center=t(cat([s.center.astype(np.int64) + o for s, o in zip(samples, ptr)])),
+        neighbor=t(cat([s.neighbor.astype(np.int64) + o for s, o in zip(samples, ptr)])),
+        cell_shift=t(cat([s.shift for s in samples]).astype(np.float64).reshape(-1, 3)),
+        batch=torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(sizes)),
+        ptr=t(ptr.astype(np.int64)),
+    )
+    zeros3 = np.zeros((3, 3))
+    has_f = np.array([s.forces is not None for s in samples])
+    labels = Labels(
+        energy=t(np.array([s.energy if np.isfinite(s.energy) else 0.0 for s in samples])),
+        has_energy=t(np.array([bool(np.isfinite(s.energy)) for s in samples])),
+        forces=t(cat([s.forces if s.forces is not None else np.zeros((s.num_atoms, 3)) for s in samples])),
+        has_forces=t(np.repeat(has_f, sizes)),
+        stress=t(np.stack([s.stress if s.stress is not None else zeros3 for s in samples])),
+        has_stress=t(np.array([s.stress is not None for s in samples])),
+        num_atoms=t(np.array(sizes, dtype=np.float64)),
+    )
+    return graph, labels
+
+
+def species_of(datasets: Sequence[Dataset], max_frames: int | None = None) -> list[int]:
+    """Sorted atomic numbers present in the data sets."""
+    found: set[int] = set()
+    for ds in datasets:
+        if hasattr(ds, "species"):  # a store knows its elements without reading every frame
+            found.update(ds.species())
+            continue
+        for i in _spaced(len(ds), max_frames):
+            found.update(np.unique(ds[i].numbers).tolist())
+    return sorted(found)
+
+
+def _spaced(n: int, limit: int | None) -> np.ndarray:
+    """Evenly spaced indices, at most `limit` of range(n)."""
+    if limit is None or n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def symbols(numbers: Sequence[int]) -> str:
+    return ", ".join(chemical_symbols[z] for z in numbers)
+
+
+class Concat:
+    """Several data sets read as one."""
+
+    def __init__(self, parts: Sequence[Dataset]):
+        self.parts = list(parts)
+        self.offsets = np.concatenate([[0], np.cumsum([len(p) for p in self.parts])]).astype(np.int64)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> Sample:
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.parts[k][i - int(self.offsets[k])]
+
+    def sizes(self) -> np.ndarray:
+        return np.concatenate([p.sizes() for p in self.parts])

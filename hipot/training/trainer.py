@@ -1,0 +1,510 @@
+"""The training loop: data, model, AdamW + warm-up/cosine, EMA, DDP, checkpoints, metrics.
+
+One `Trainer` runs one invocation of `hipot train` / `hipot finetune`, as one process or as one
+rank of a torchrun launch. Resuming is exact: a checkpoint holds the model, optimiser, EMA,
+RNG states, accumulated epoch metrics and the position (epoch, step) of the next batch; the
+sampler and the learning rate are pure functions of that position, so a run killed at any
+moment and resumed from its last checkpoint sees the same batches in the same order.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .. import distributed
+from ..config import ModelConfig
+from ..model import HIENet
+from .config import TrainConfig, load_config, save_config
+from .data import (Concat, Dataset, InMemoryDataset, LabelKeys, Subset, collate, read_samples, species_of,
+                   symbols)
+from .loss import SUM_NAMES, Loss, metrics
+from .sampler import AtomBalancedSampler, fixed_batches
+from .statistics import compute_statistics, given_element_energies
+from .store import H5Store, is_store
+
+CHECKPOINT = "checkpoints/last.pt"
+MODEL_DIR = "model"
+
+
+def lr_factor(t: float, warmup: float, total: float, start: float, end: float) -> float:
+    """Learning-rate multiplier at time t (epochs): linear warm-up from `start` to 1 over
+    `warmup`, then a half cosine from 1 to `end` at `total`."""
+    if t < warmup:
+        return start + (1.0 - start) * t / warmup
+    if total <= warmup:
+        return 1.0
+    p = min((t - warmup) / (total - warmup), 1.0)
+    return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+class EMA:
+    """Exponential moving average of the weights, kept as a second model (used for validation
+    and export). The decay ramps up as min(decay, (1 + n) / (10 + n)) so early averages are not
+    dominated by the random initial weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for e, p in zip(self.model.parameters(), model.parameters()):
+            e.lerp_(p.detach(), 1.0 - d)
+        for e, b in zip(self.model.buffers(), model.buffers()):
+            e.copy_(b)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])
+
+
+def all_reduce(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Sum over processes (identity when alone)."""
+    if dist.is_available() and dist.is_initialized():
+        t = t.to(device)
+        dist.all_reduce(t)
+    return t.cpu()
+
+
+def forward_loss(model: nn.Module, samples: Sequence, loss: Loss, device: torch.device, dtype: torch.dtype,
+                 world_size: int = 1, bf16: bool = False, stress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and error sums of this process's batch, normalised over the global batch (see `Loss`)."""
+    graph, labels = collate(samples)
+    graph, labels = graph.to(device, dtype), labels.to(device, dtype)
+    counts = all_reduce(Loss.counts(labels), device) if world_size > 1 else Loss.counts(labels)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    with autocast:
+        pred = model(graph, forces=True, stress=stress, training=True)
+    for f in ("energy", "forces", "stress"):  # the loss in the weights' precision
+        v = getattr(pred, f)
+        if v is not None and v.dtype != dtype:
+            setattr(pred, f, v.to(dtype))
+    return loss(pred, labels, counts, world_size)
+
+
+def _log(msg: str) -> None:
+    if distributed.world().is_main:
+        print(f"hipot: {msg}", file=sys.stderr, flush=True)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False):
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run.out)
+        self.world, self.device = distributed.setup(cfg.run.device)
+        self.dtype = torch.float64 if cfg.run.dtype == "float64" else torch.float32
+        if self.device.type == "cuda":
+            # explicit, never left to a library default
+            torch.backends.cuda.matmul.allow_tf32 = cfg.run.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.run.tf32
+        ck_path = self.run_dir / CHECKPOINT
+        if resume and not ck_path.is_file():
+            raise FileNotFoundError(f"{self.run_dir}: no checkpoint to resume ({CHECKPOINT})")
+        if not resume and ck_path.is_file():
+            raise FileExistsError(f"{self.run_dir} already holds a run; use --resume {self.run_dir} or another --out")
+        ck = torch.load(ck_path, map_location="cpu", weights_only=True) if resume else None
+
+        torch.manual_seed(cfg.run.seed)
+        start = cfg.finetune.start
+        if ck is not None:
+            self.model = HIENet(ModelConfig.from_dict(ck["model_config"]))
+            self.model.load_state_dict(ck["model"])
+            self.model.to(self.dtype)
+        elif start:
+            from .finetune import load_start_model
+
+            self.model = load_start_model(start, self.dtype)
+        else:
+            self.model = None  # built from the data's statistics below
+        cutoff = self.model.cutoff if self.model is not None else float(cfg.model.get("cutoff", ModelConfig.cutoff))
+        species = self.model.species if self.model is not None else cfg.model.get("species")
+        self.train_set, self.valid_set = self._load_data(cutoff, species)
+        if self.model is None:
+            self.model = self._build_model(cutoff)
+        elif start and ck is None:
+            self._prepare_finetune()
+        self.model.to(self.device)
+        self.model.set_backend(cfg.run.backend)
+        self.model.train()
+        if ck is None:
+            cfg.model = self.model.config.to_dict()  # the resolved architecture, for config.yaml
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        o = cfg.optim
+        self.optimizer = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+                                           weight_decay=o.weight_decay)
+        self.ema = EMA(self.model, o.ema_decay) if o.ema_decay else None
+        self.net: nn.Module = self.model
+        if self.world.size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DDP(self.model, device_ids=ids)
+        self.loss = Loss(cfg.loss)
+        self.sampler = AtomBalancedSampler(self.train_set.sizes(), cfg.data.batch_size, self.world.size,
+                                           self.world.rank, cfg.run.seed)
+        self.steps_per_epoch = len(self.sampler)
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.history: list[dict[str, float]] = []
+        self.train_sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64)
+        self.train_time = 0.0
+        if ck is not None:
+            self._restore(ck)
+        else:
+            torch.manual_seed(cfg.run.seed + 1 + self.world.rank)  # dropout masks differ per rank
+            if self.world.is_main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                save_config(cfg, self.run_dir / "config.yaml")
+        self.writer = self._tensorboard()
+
+    # ------------------------------------------------------------------ setup
+    def _read(self, paths: Sequence[str], cutoff: float, species) -> Dataset:
+        d = self.cfg.data
+        keys = LabelKeys(d.energy_key, d.forces_key, d.stress_key, d.stress_unit)
+        parts: list[Dataset] = []
+        for p in paths:
+            if is_store(p):
+                store = H5Store(p)
+                if abs(store.cutoff - cutoff) > 1e-9:
+                    raise ValueError(f"{p}: store built with cutoff {store.cutoff}, the model uses {cutoff}; "
+                                     "rebuild it with `hipot data build --cutoff`")
+                if species is not None and set(store.species()) - set(species):
+                    raise ValueError(f"{p}: elements {symbols(sorted(set(store.species()) - set(species)))} "
+                                     "not supported by this model")
+                parts.append(store)
+            else:
+                samples = read_samples([p], keys, d.index, d.format, species, d.require_forces, d.max_frames)
+                parts.append(InMemoryDataset(samples, cutoff))
+        return parts[0] if len(parts) == 1 else Concat(parts)
+
+    def _load_data(self, cutoff: float, species) -> tuple[Dataset, Dataset | None]:
+        d = self.cfg.data
+        if not d.train:
+            raise ValueError("no training data: give --train FILE (or data.train in the YAML)")
+        train = self._read(d.train, cutoff, species)
+        if d.valid:
+            return train, self._read(d.valid, cutoff, species)
+        n_valid = int(round(d.valid_fraction * len(train)))
+        if n_valid == 0:
+            return train, None
+        order = np.random.default_rng(d.split_seed).permutation(len(train))
+        return Subset(train, np.sort(order[n_valid:])), Subset(train, np.sort(order[:n_valid]))
+
+    def _build_model(self, cutoff: float) -> HIENet:
+        """A new model whose constants come from the training data (spec section 6)."""
+        st = self.cfg.statistics
+        species = self.cfg.model.get("species") or species_of([self.train_set])
+        stats = compute_statistics(self.train_set, species, st.ridge_alpha, st.max_frames)
+        kw = dict(self.cfg.model)
+        kw["species"] = list(species)
+        kw["cutoff"] = cutoff
+        kw["avg_num_neighbors"] = stats.avg_num_neighbors if st.avg_num_neighbors == "data" else float(st.avg_num_neighbors)
+        model = HIENet(ModelConfig.from_dict(kw))
+        scale = stats.force_rms if st.scale == "force_rms" else float(st.scale)
+        shift = {"least_squares": stats.element_energies,
+                 "given": lambda: given_element_energies(st.element_energies, species),
+                 "zero": np.zeros(len(species))}[st.shift]
+        shift = shift() if callable(shift) else shift
+        with torch.no_grad():
+            model.scale.fill_(scale)
+            model.shift.copy_(torch.as_tensor(shift))
+        _log(f"statistics of {stats.frames} frames: elements {symbols(species)}, scale (force RMS) {scale:.4f} eV/A, "
+             f"avg_num_neighbors {kw['avg_num_neighbors']:.3f}, shifts {np.round(shift, 4).tolist()} eV")
+        return model.to(self.dtype)
+
+    def _prepare_finetune(self) -> None:
+        from .finetune import freeze, refit_shift
+
+        f = self.cfg.finetune
+        if f.refit_shift:
+            delta = refit_shift(self.model, self.train_set, self.cfg.data.batch_size, self.cfg.statistics.max_frames,
+                                self.cfg.statistics.ridge_alpha)
+            present = [(z, d) for z, d in zip(self.model.species, delta) if d != 0]
+            _log("refitted shifts: " + ", ".join(f"{symbols([z])} {d:+.4f} eV" for z, d in present))
+        if f.freeze:
+            names = freeze(self.model, f.freeze)
+            _log(f"frozen: {len(names)} parameter tensors ({', '.join(f.freeze)})")
+
+    def _tensorboard(self):
+        if not (self.cfg.run.tensorboard and self.world.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: metrics.csv only
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _rng_states(self) -> list[torch.Tensor]:
+        state = torch.get_rng_state()
+        if self.device.type == "cuda":
+            state = torch.cat([state, torch.cuda.get_rng_state(self.device)])
+        if self.world.size == 1:
+            return [state]
+        gathered: list[Any] = [None] * self.world.size
+        dist.all_gather_object(gathered, state)
+        return gathered
+
+    def save_checkpoint(self) -> None:
+        rng = self._rng_states()  # collective: every rank takes part
+        if self.world.is_main:
+            ck = {"model_config": self.model.config.to_dict(), "model": self.model.state_dict(),
+                  "optimizer": self.optimizer.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+                  "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                  "train_sums": self.train_sums.clone(), "history": self.history, "rng": rng,
+                  "world_size": self.world.size, "train_time": self.train_time}
+            path = self.run_dir / CHECKPOINT
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "wb") as fh:
+                torch.save(ck, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)  # a kill leaves either the old or the new checkpoint, never half of one
+        distributed.barrier()
+
+    def _restore(self, ck: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(ck["optimizer"])
+        if self.ema is not None and ck["ema"] is not None:
+            self.ema.load_state_dict(ck["ema"])
+        self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
+        self.train_sums = ck["train_sums"].clone()
+        self.history = list(ck["history"])
+        self.train_time = float(ck.get("train_time", 0.0))
+        rng = ck["rng"]
+        if ck["world_size"] != self.world.size:
+            _log(f"resuming a {ck['world_size']}-process run with {self.world.size}: batches differ from here on")
+        state = rng[self.world.rank] if self.world.rank < len(rng) else rng[0]
+        n_cpu = torch.get_rng_state().numel()
+        torch.set_rng_state(state[:n_cpu])
+        if self.device.type == "cuda" and state.numel() > n_cpu:
+            torch.cuda.set_rng_state(state[n_cpu:], self.device)
+        _log(f"resumed {self.run_dir} at epoch {self.epoch + 1}, step {self.global_step}")
+
+    # ------------------------------------------------------------------ loop
+    def set_lr(self) -> float:
+        s, r = self.cfg.schedule, self.cfg.run
+        t = float(self.epoch) if s.per == "epoch" else self.epoch + self.step_in_epoch / max(self.steps_per_epoch, 1)
+        lr = self.cfg.optim.lr * lr_factor(t, s.warmup, r.epochs, s.warmup_start, s.min_factor)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def train_step(self, indices: np.ndarray) -> float:
+        samples = [self.train_set[int(i)] for i in indices]
+        stress = self.cfg.loss.stress_weight > 0
+        loss, sums = forward_loss(self.net, samples, self.loss, self.device, self.dtype, self.world.size,
+                                  self.cfg.run.bf16, stress)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad],
+                                           self.cfg.optim.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.train_sums += sums.cpu()
+        return float(loss.detach()) / self.world.size
+
+    @property
+    def eval_model(self) -> HIENet:
+        return self.ema.model if self.ema is not None else self.model
+
+    def validate(self) -> torch.Tensor:
+        """Error sums of the evaluation (EMA) model on the validation set, summed over processes."""
+        from ..inference import weights_frozen
+
+        sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64)
+        if self.valid_set is None:
+            return sums
+        model = self.eval_model
+        was_training = model.training
+        model.eval()
+        mine = np.array(list(distributed.shard(len(self.valid_set), self.world)), dtype=np.int64)
+        bs = self.cfg.data.valid_batch_size or self.cfg.data.batch_size
+        with weights_frozen(model):
+            for idx in fixed_batches(mine, bs):
+                graph, labels = collate([self.valid_set[int(i)] for i in idx])
+                graph, labels = graph.to(self.device, self.dtype), labels.to(self.device, self.dtype)
+                pred = model(graph, forces=True, stress=bool(labels.has_stress.any()))
+                _, s = self.loss(pred, labels, Loss.counts(labels))
+                sums += s.cpu()
+        model.train(was_training)
+        return all_reduce(sums, self.device)
+
+    def _epoch_row(self, epoch: int, train_sums: torch.Tensor | None) -> dict[str, float]:
+        row: dict[str, float] = {"epoch": epoch, "step": self.global_step,
+                                 "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(self.train_time, 2)}
+        if train_sums is not None:
+            row["train_loss"] = self.loss.total(train_sums)
+            row.update(metrics(train_sums, "train"))
+        valid = self.validate()
+        if self.valid_set is not None:
+            row["valid_loss"] = self.loss.total(valid)
+            row.update(metrics(valid, "valid"))
+        return row
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        if not self.history and self.global_step == 0 and self.valid_set is not None:
+            # epoch 0: the starting model (e.g. the pretrained one after its shift refit)
+            self.history.append(self._epoch_row(0, None))
+            self._write_outputs(final=False)
+            self._report(self.history[-1])
+        total = cfg.run.epochs * self.steps_per_epoch
+        if cfg.run.max_steps:
+            total = min(total, cfg.run.max_steps)
+        bar = None
+        if cfg.run.progress and self.world.is_main and total > self.global_step:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=self.global_step, unit="step", desc="train", dynamic_ncols=True)
+        stopped = False
+        while self.epoch < cfg.run.epochs and not stopped:
+            batches = self.sampler.batches(self.epoch)
+            while self.step_in_epoch < len(batches):
+                if cfg.run.max_steps and self.global_step >= cfg.run.max_steps:
+                    stopped = True
+                    break
+                lr = self.set_lr()
+                t0 = time.perf_counter()
+                loss = self.train_step(batches[self.step_in_epoch])
+                self.train_time += time.perf_counter() - t0
+                self.step_in_epoch += 1
+                self.global_step += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4g}", lr=f"{lr:.3g}")
+                if self.writer is not None:
+                    self.writer.add_scalar("train/loss_step", loss, self.global_step)
+                if cfg.run.checkpoint_every and self.global_step % cfg.run.checkpoint_every == 0:
+                    self.save_checkpoint()
+            if stopped:
+                break
+            row = self._epoch_row(self.epoch + 1, all_reduce(self.train_sums.clone(), self.device))
+            self.history.append(row)
+            self.epoch += 1
+            self.step_in_epoch = 0
+            self.train_sums.zero_()
+            self.save_checkpoint()
+            self._write_outputs(final=False)
+            self._report(row)
+        if bar is not None:
+            bar.close()
+        self.save_checkpoint()
+        self._write_outputs(final=True)
+        distributed.barrier()
+        return self.run_dir / MODEL_DIR
+
+    # ------------------------------------------------------------------ outputs (rank 0)
+    def _report(self, row: dict[str, float]) -> None:
+        if not self.world.is_main:
+            return
+        parts = [f"epoch {int(row['epoch'])}"]
+        for key, label in (("valid_e_atom_mae", "E/atom"), ("valid_f_mae", "F"), ("valid_stress_mae", "S")):
+            if key in row and not math.isnan(row[key]):
+                parts.append(f"{label} MAE {row[key]:.2f}")
+        if self.writer is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step") and not math.isnan(v):
+                    self.writer.add_scalar(k.replace("_", "/", 1), v, int(row["epoch"]))
+        _log(", ".join(parts) + " (meV/atom, meV/A, meV/A^3)")
+
+    def _write_outputs(self, final: bool) -> None:
+        if not self.world.is_main:
+            return
+        write_metrics(self.history, self.run_dir / "metrics.csv")
+        if final:
+            from ..checkpoint import save_model
+
+            meta = {"trained_by": "hipot train", "epochs": self.epoch, "steps": self.global_step,
+                    "ema": self.ema is not None, "start": self.cfg.finetune.start}
+            model = copy.deepcopy(self.eval_model).float()
+            save_model(model, self.run_dir / MODEL_DIR, metadata=meta)
+            plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
+            if self.writer is not None:
+                self.writer.close()
+            _log(f"model written to {self.run_dir / MODEL_DIR}")
+
+
+def write_metrics(history: list[dict[str, float]], path: Path) -> None:
+    """metrics.csv from the whole history, atomically (a resumed run rewrites it, never appends twice)."""
+    if not history:
+        return
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=columns, restval="")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    os.replace(tmp, path)
+
+
+def plot_learning_curve(history: list[dict[str, float]], path: Path) -> None:
+    rows = [r for r in history if r["epoch"] > 0] or history
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    ep = [r["epoch"] for r in rows]
+    for key in ("train_loss", "valid_loss"):
+        if key in rows[-1]:
+            axes[0].plot(ep, [r.get(key, float("nan")) for r in rows], marker=".", label=key)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("epoch")
+    axes[0].set_title("loss")
+    for key, label in (("valid_e_atom_mae", "E (meV/atom)"), ("valid_f_mae", "F (meV/A)"),
+                       ("valid_stress_mae", "stress (meV/A^3)")):
+        vals = [r.get(key, float("nan")) for r in rows]
+        if any(not math.isnan(v) for v in vals):
+            axes[1].plot(ep, vals, marker=".", label=label)
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("epoch")
+    axes[1].set_title("validation MAE")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train (or fine-tune) as configured; returns the exported model folder."""
+    return Trainer(cfg).run()
+
+
+def resume(run_dir: str | Path, overrides: list[dict[str, Any]] | None = None) -> Path:
+    """Continue the run in `run_dir` from its last checkpoint (overrides, e.g. more epochs, apply on top)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml", overrides=overrides)
+    cfg.run.out = str(run_dir)
+    return Trainer(cfg, resume=True).run()

@@ -1,0 +1,210 @@
+"""Training building blocks: config, data readers and validation, store, statistics, loss, sampler, schedule."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+from ase.io import write
+
+from hipot.derivatives import Prediction
+from hipot.training.config import PRESETS, LossConfig, TrainConfig, load_config, parse_override, save_config
+from hipot.training.data import (EV_PER_KCAL_MOL, KBAR_PER_EV_A3, DataError, InMemoryDataset, LabelKeys, collate,
+                                 read_samples)
+from hipot.training.loss import Loss
+from hipot.training.sampler import AtomBalancedSampler
+from hipot.training.statistics import compute_statistics, fit_element_energies
+from hipot.training.store import H5Store, build_store
+from hipot.training.trainer import lr_factor
+
+
+def labelled(atoms: Atoms, energy: float, seed: int = 0, stress: bool = True) -> Atoms:
+    rng = np.random.default_rng(seed)
+    atoms = atoms.copy()
+    atoms.info["REF_energy"] = energy
+    atoms.arrays["REF_forces"] = rng.normal(size=(len(atoms), 3))
+    if stress:
+        atoms.info["REF_stress"] = rng.normal(size=6) * 0.01
+    return atoms
+
+
+def test_config_layers_and_round_trip(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("data: {batch_size: 3}\noptim: {lr: 0.5}\nmodel: {invariant_channels: 16}\n")
+    cfg = load_config(y, preset="official", overrides=[parse_override("optim.lr=0.25"),
+                                                       parse_override("loss={kind: mse}")])
+    assert cfg.data.batch_size == 3  # YAML over preset
+    assert cfg.optim.lr == 0.25  # override over YAML
+    assert cfg.optim.weight_decay == PRESETS["official"]["optim"]["weight_decay"]
+    assert cfg.loss.kind == "mse" and cfg.model == {"invariant_channels": 16}
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+    with pytest.raises(ValueError, match="unknown key"):
+        TrainConfig.from_dict({"optim": {"learning_rate": 1}})
+    with pytest.raises(ValueError, match="stress_unit"):
+        load_config(overrides=[{"data": {"stress_unit": "GPa"}}])
+
+
+def test_reader_units_and_fallback_keys(tmp_path):
+    a = labelled(bulk("Cu", "fcc", a=3.6, cubic=True), -10.0)
+    a.info["REF_stress"] = np.array([1.0, 2, 3, 4, 5, 6]) * KBAR_PER_EV_A3 / 1000
+    write(tmp_path / "a.extxyz", [a])
+    (s,) = read_samples([tmp_path / "a.extxyz"], LabelKeys(stress_unit="kbar"))
+    assert s.energy == -10.0
+    np.testing.assert_allclose(s.forces, a.arrays["REF_forces"])
+    np.testing.assert_allclose(s.stress, np.array([[1, 6, 5], [6, 2, 4], [5, 4, 3]]) / 1000)
+    # no REF_* keys: the file's own calculator results (here extxyz energy=/forces=)
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    b = bulk("Cu", "fcc", a=3.6)
+    b.calc = SinglePointCalculator(b, energy=-3.0, forces=np.ones((1, 3)), stress=np.zeros(6))
+    write(tmp_path / "b.extxyz", [b])
+    (s,) = read_samples([tmp_path / "b.extxyz"])
+    assert s.energy == -3.0 and s.forces.shape == (1, 3) and s.stress is not None
+
+
+def test_rmd17_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    z = np.array([6, 1, 8], dtype=np.uint8)
+    coords = rng.normal(size=(4, 3, 3)) + np.array([[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]])
+    np.savez(tmp_path / "m.npz", nuclear_charges=z, coords=coords, energies=np.arange(4.0),
+             forces=np.ones((4, 3, 3)))
+    samples = read_samples([tmp_path / "m.npz"])
+    assert len(samples) == 4 and not samples[0].pbc.any()
+    assert math.isclose(samples[2].energy, 2 * EV_PER_KCAL_MOL)
+    np.testing.assert_allclose(samples[1].forces, EV_PER_KCAL_MOL)
+    assert math.isclose(EV_PER_KCAL_MOL, 0.0433641, rel_tol=1e-6)
+
+
+def test_bad_data_reported_with_file_and_frame(tmp_path):
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    good = labelled(cu, -10.0)
+    no_forces = labelled(cu, -10.0)
+    del no_forces.arrays["REF_forces"]
+    nan_energy = labelled(cu, float("nan"))
+    unknown = labelled(bulk("Ar", "fcc", a=5.0), -1.0)
+    bad_stress = labelled(cu, -10.0)
+    bad_stress.info["REF_stress"] = np.ones(4)
+    nan_forces = labelled(cu, -10.0)
+    nan_forces.arrays["REF_forces"][1, 2] = np.nan
+    path = tmp_path / "bad.extxyz"
+    write(path, [good, no_forces, nan_energy, unknown, bad_stress, nan_forces])
+    with pytest.raises(DataError) as e:
+        read_samples([path], species=[29])
+    msg = str(e.value)
+    assert "5 bad frame(s)" in msg
+    assert f"{path}:1: no force labels" in msg
+    assert f"{path}:2: energy label is nan" in msg
+    assert f"{path}:3: element(s) Ar not supported" in msg
+    assert f"{path}:4: stress has shape (4,)" in msg
+    assert f"{path}:5: non-finite force labels on atoms [1]" in msg
+    assert f"{path}:0" not in msg
+    # forces of the wrong shape (an ASE database row can hold any array)
+    import ase.db
+
+    db_path = tmp_path / "bad.db"
+    with ase.db.connect(str(db_path)) as db:
+        db.write(cu, REF_energy=-1.0, data={"REF_forces": np.zeros((3, 3))})
+    with pytest.raises(DataError, match=r"bad\.db:0: forces have shape \(3, 3\), expected \(4, 3\)"):
+        read_samples([db_path])
+    # and through the CLI, with exit status 2
+    from hipot.cli import main
+
+    assert main(["data", "check", str(path)]) == 2
+
+
+def test_store_random_access(tmp_path):
+    frames = [labelled(bulk("Cu", "fcc", a=3.6 + 0.01 * k, cubic=(k % 2 == 0)), -float(k), seed=k, stress=k % 3 > 0)
+              for k in range(11)]
+    write(tmp_path / "d.extxyz", frames)
+    out = build_store([tmp_path / "d.extxyz"], tmp_path / "store", cutoff=4.0, shard_size=4)
+    store = H5Store(out)
+    ref = InMemoryDataset(read_samples([tmp_path / "d.extxyz"]), 4.0)
+    assert len(store) == 11 and len(store.files) == 3 and store.species() == [29]
+    np.testing.assert_array_equal(store.sizes(), ref.sizes())
+    for i in (10, 0, 5, 4):
+        a, b = store[i], ref[i]
+        assert a.energy == b.energy
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_array_equal(a.forces, b.forces)
+        assert (a.stress is None) == (b.stress is None)
+        np.testing.assert_array_equal(a.center, b.center)
+        np.testing.assert_array_equal(a.shift, b.shift)
+    g1, l1 = collate([store[i] for i in range(11)])
+    g2, l2 = collate([ref[i] for i in range(11)])
+    torch.testing.assert_close(g1.edge_vectors(), g2.edge_vectors())
+    torch.testing.assert_close(l1.stress, l2.stress)
+
+
+def test_statistics():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=(30, 3)).astype(float)
+    true = np.array([-1.0, -2.5, 0.3])
+    np.testing.assert_allclose(fit_element_energies(counts, counts @ true), true, atol=1e-10)
+    frames = [labelled(bulk("Cu", "fcc", a=3.6, cubic=True), -3.0 * 4, seed=k) for k in range(3)]
+    ds = InMemoryDataset(read_samples_from(frames), cutoff=3.0)
+    st = compute_statistics(ds, [29])
+    np.testing.assert_allclose(st.element_energies, [-3.0])
+    assert math.isclose(st.avg_num_neighbors, 12.0)  # fcc nearest neighbours at 2.55 A
+    f = np.concatenate([s.forces for s in ds.samples])
+    assert math.isclose(st.force_rms, float(np.sqrt(np.mean(f ** 2))))
+
+
+def read_samples_from(frames):
+    from hipot.training.data import sample_from_atoms
+
+    return [sample_from_atoms(a, LabelKeys())[0] for a in frames]
+
+
+def test_loss_huber_and_global_normalisation():
+    cfg = LossConfig(kind="huber", huber_delta=0.01, energy_weight=1.0, forces_weight=2.0, stress_weight=0.5,
+                     stress_unit="kbar")
+    frames = [labelled(bulk("Cu", "fcc", a=3.6, cubic=True), -12.0, seed=k) for k in range(2)]
+    frames.append(labelled(Atoms("CO", positions=[[0, 0, 0], [1.2, 0, 0]]), -5.0, seed=5, stress=False))
+    ds = InMemoryDataset(read_samples_from(frames), cutoff=3.0)
+    graph, labels = collate([ds[i] for i in range(3)])
+    rng = np.random.default_rng(1)
+    pred = Prediction(energy=labels.energy + torch.from_numpy(rng.normal(size=3)),
+                      energies=torch.zeros(graph.num_atoms),
+                      forces=labels.forces + torch.from_numpy(rng.normal(size=(graph.num_atoms, 3)) * 0.01),
+                      stress=labels.stress + torch.from_numpy(rng.normal(size=(3, 3, 3)) * 1e-5))
+    loss, sums = Loss(cfg)(pred, labels, Loss.counts(labels))
+    h = torch.nn.HuberLoss(delta=0.01)
+    voigt = ([0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1])
+    ref = (h(pred.energy / labels.num_atoms, labels.energy / labels.num_atoms)
+           + 2.0 * h(pred.forces, labels.forces)
+           + 0.5 * h(pred.stress[:2][:, voigt[0], voigt[1]] * KBAR_PER_EV_A3,
+                     labels.stress[:2][:, voigt[0], voigt[1]] * KBAR_PER_EV_A3))
+    torch.testing.assert_close(loss, ref)
+    assert math.isclose(Loss(cfg).total(sums), float(ref), rel_tol=1e-12)
+    # with global counts twice the local ones and 2 processes, each process's share is half... times 2
+    loss2, _ = Loss(cfg)(pred, labels, 2 * Loss.counts(labels), world_size=2)
+    torch.testing.assert_close(loss2, ref)
+
+
+def test_sampler_balanced_and_complete():
+    sizes = np.array([1, 50, 3, 40, 7, 9, 2, 30, 12, 5, 6, 8, 60, 4])
+    s0 = AtomBalancedSampler(sizes, batch_size=3, world_size=2, rank=0, seed=7)
+    s1 = AtomBalancedSampler(sizes, batch_size=3, world_size=2, rank=1, seed=7)
+    for epoch in range(3):
+        b0, b1 = s0.batches(epoch), s1.batches(epoch)
+        assert len(b0) == len(b1) == len(s0) == 3  # 14 structures, 6 per step: the last 2 still make a step
+        seen = np.concatenate(b0 + b1)
+        assert len(set(seen.tolist())) == len(seen) == 14
+        for x, y in zip(b0, b1):
+            assert len(x) and len(y)
+            big = max(sizes[x].sum(), sizes[y].sum())
+            assert abs(sizes[x].sum() - sizes[y].sum()) <= sizes[np.concatenate([x, y])].max() or big == 0
+    assert [b.tolist() for b in s0.batches(1)] == [b.tolist() for b in s0.batches(1)]  # a function of (seed, epoch)
+    assert [b.tolist() for b in s0.batches(1)] != [b.tolist() for b in s0.batches(2)]
+
+
+def test_lr_schedule():
+    assert lr_factor(0, 20, 200, 0.2, 0.0005) == pytest.approx(0.2)
+    assert lr_factor(10, 20, 200, 0.2, 0.0005) == pytest.approx(0.6)
+    assert lr_factor(20, 20, 200, 0.2, 0.0005) == pytest.approx(1.0)
+    assert lr_factor(110, 20, 200, 0.2, 0.0005) == pytest.approx(0.5 * (1 + 0.0005))
+    assert lr_factor(200, 20, 200, 0.2, 0.0005) == pytest.approx(0.0005)
