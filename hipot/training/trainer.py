@@ -127,9 +127,8 @@ class Trainer:
         torch.manual_seed(cfg.run.seed)
         start = cfg.finetune.start
         if ck is not None:
-            self.model = HIENet(ModelConfig.from_dict(ck["model_config"]))
+            self.model = HIENet(ModelConfig.from_dict(ck["model_config"])).to(self.dtype)
             self.model.load_state_dict(ck["model"])
-            self.model.to(self.dtype)
         elif start:
             from .finetune import load_start_model
 
