@@ -72,7 +72,7 @@ class Evaluator:
             self.model.set_recompute(graph.center.numel() > self.recompute_edges)
             return self.model(graph, forces=True, stress=stress)
 
-    def evaluate(self, structures: Sequence[Atoms], batch_size: int = 16, max_atoms: int | None = 4096,
+    def evaluate(self, structures: Sequence[Atoms], batch_size: int = 64, max_atoms: int | None = 4096,
                  stress: bool = True, progress: bool = False) -> list[dict[str, object]]:
         """One result dict per structure: energy, free_energy, energies, forces and, for structures
         periodic in all three directions, stress (ASE Voigt order, eV/A^3)."""
@@ -109,7 +109,7 @@ class Evaluator:
 
 
 def predict(structures: Iterable[Atoms], model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
-            dtype: str | torch.dtype = "float32", batch_size: int = 16, max_atoms: int | None = 4096,
+            dtype: str | torch.dtype = "float32", batch_size: int = 64, max_atoms: int | None = 4096,
             progress: bool = False, backend: str = "auto", cuda_graphs: bool | None = None) -> list[dict[str, object]]:
     """Evaluate many structures in batches; returns the calculator's results, one dict per structure."""
     evaluator = Evaluator(model, device, dtype, backend=backend, cuda_graphs=cuda_graphs)
