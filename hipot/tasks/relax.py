@@ -1,0 +1,274 @@
+"""Structure relaxation: ASE optimizers (FIRE, BFGS, LBFGS), cell relaxation through
+FrechetCellFilter, optional symmetry constraint, and many structures relaxed in batches.
+
+Batching keeps one ordinary ASE optimizer (and filter) per structure and drives up to
+`batch_size` of them in lockstep: each round evaluates every active structure in one batched
+model call, hands each its own results through a calculator that serves them (so the optimizer
+sees exactly what a plain ASE calculator would give), checks convergence, takes one step, and
+replaces finished structures with pending ones. The trajectory of each structure is therefore
+the one ASE's optimizer would produce alone, to round-off.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from ..graph import StructureError
+from ..inference import Evaluator
+from .common import ModelLike, Result, check_inputs, progress_bar, resolve_model
+
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+
+
+@dataclass
+class RelaxResult(Result):
+    """A relaxed structure. `atoms` carries a SinglePointCalculator with energy, forces (and stress);
+    `fmax` is the optimizer's convergence measure (largest atomic force, and with cell relaxation
+    also the filter's cell gradient) in eV/A."""
+
+    atoms: Atoms
+    energy: float
+    fmax: float
+    steps: int
+    converged: bool
+    error: str | None = None
+    index: int = 0
+    formula: str = field(default="")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"index": self.index, "formula": self.formula, "n_atoms": len(self.atoms), "energy": self.energy,
+             "energy_per_atom": self.energy / len(self.atoms), "fmax": self.fmax, "steps": self.steps,
+             "converged": self.converged}
+        if np.all(self.atoms.pbc):
+            d["volume_per_atom"] = float(self.atoms.get_volume() / len(self.atoms))
+        if self.error:
+            d["error"] = self.error
+        return d
+
+
+class ServedCalculator(Calculator):
+    """Serves results computed elsewhere (the batched evaluation) for the atoms they belong to.
+    If asked about any other geometry (an optimizer with a line search), it computes them itself
+    through `fallback`, so the optimizer's behaviour never depends on the batching."""
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, fallback: Callable[[Atoms], dict[str, Any]]):
+        super().__init__()
+        self.fallback = fallback
+        self.fallback_calls = 0
+
+    def serve(self, atoms: Atoms, results: dict[str, Any]) -> None:
+        self.atoms = atoms.copy()
+        self.results = dict(results)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties or ["energy"], system_changes)
+        self.fallback_calls += 1
+        self.results = dict(self.fallback(self.atoms))
+
+
+def _optimizer_class(name: str):
+    from ase.optimize import BFGS, FIRE, LBFGS
+
+    table = {"FIRE": FIRE, "BFGS": BFGS, "LBFGS": LBFGS}
+    key = name.upper()
+    if key not in table:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
+    return table[key]
+
+
+def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3):
+    """A working copy of `atoms` (constraints kept, FixSymmetry added on request) and the object the
+    optimizer moves: a FrechetCellFilter for periodic cells with relax_cell, else the atoms."""
+    work = atoms.copy()
+    work.calc = None
+    if symmetry:
+        from ase.constraints import FixSymmetry
+
+        work.set_constraint(list(work.constraints) + [FixSymmetry(work, symprec=symprec)])
+    if relax_cell and np.all(work.pbc):
+        from ase.filters import FrechetCellFilter
+
+        return work, FrechetCellFilter(work)
+    return work, work
+
+
+def _gradient_norm(opt) -> float:
+    """The optimizer's own convergence measure (largest row norm of its gradient), any ASE version."""
+    o = opt.optimizable
+    g = -o.get_gradient() if hasattr(o, "get_gradient") else o.get_forces()
+    return float(np.sqrt((np.asarray(g).reshape(-1, 3) ** 2).sum(axis=1).max()))
+
+
+class _TrajectoryWriter:
+    """Frames of one relaxation: ASE .traj, or extxyz for any other suffix."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".traj":
+            from ase.io import Trajectory
+
+            self._traj = Trajectory(str(path), "w")
+            self._fh = None
+        else:
+            self._traj = None
+            self._fh = open(path, "w")
+
+    def write(self, atoms: Atoms) -> None:
+        if self._traj is not None:
+            self._traj.write(atoms)
+        else:
+            import ase.io
+
+            ase.io.write(self._fh, atoms, format="extxyz")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._traj is not None:
+            self._traj.close()
+        if self._fh is not None:
+            self._fh.close()
+
+
+def trajectory_path(trajectory: str | Path, index: int, count: int) -> Path:
+    """The trajectory file of structure `index`: the path itself for one structure, else stem.INDEX.suffix."""
+    p = Path(trajectory)
+    return p if count == 1 else p.with_name(f"{p.stem}.{index}{p.suffix or '.traj'}")
+
+
+class _Job:
+    """One structure under relaxation: its working atoms, the object the optimizer moves, the optimizer."""
+
+    def __init__(self, index: int, atoms: Atoms, opt_cls, relax_cell: bool, symmetry: bool,
+                 calc: Calculator, traj: Path | None):
+        self.index = index
+        self.atoms, self.obj = prepare(atoms, relax_cell, symmetry)
+        self.atoms.calc = calc
+        self.opt = opt_cls(self.obj, logfile=None)
+        self.traj = _TrajectoryWriter(traj) if traj is not None else None
+
+    def result(self, converged: bool, fmax: float, error: str | None = None) -> RelaxResult:
+        if self.traj is not None:
+            self.traj.close()
+        out = self.atoms.copy()
+        out.set_constraint()  # FixSymmetry is a relaxation aid, not part of the result
+        energy = float("nan")
+        if error is None:
+            calc = self.atoms.calc
+            res = {k: calc.results[k] for k in ("energy", "free_energy", "forces", "stress", "energies")
+                   if k in calc.results}
+            energy = float(res["energy"])
+            out.calc = SinglePointCalculator(out, **res)
+        return RelaxResult(out, energy, fmax, int(self.opt.nsteps), bool(converged), error, self.index,
+                           out.get_chemical_formula())
+
+
+def _evaluate_safely(evaluator: Evaluator, atoms_list: list[Atoms], max_atoms: int | None) -> list[Any]:
+    """Batched results; if the batch fails on a bad structure (atoms collapsed onto each other),
+    evaluate one by one so only that structure fails (its entry is the error message)."""
+    try:
+        return evaluator.evaluate(atoms_list, batch_size=len(atoms_list), max_atoms=max_atoms)
+    except StructureError:
+        out: list[Any] = []
+        for a in atoms_list:
+            try:
+                out.extend(evaluator.evaluate([a], batch_size=1, max_atoms=None))
+            except StructureError as e:
+                out.append(str(e))
+        return out
+
+
+def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device: str = "auto",
+          dtype: str = "float32", optimizer: str = "FIRE", fmax: float = 0.05, steps: int = 500,
+          relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
+          trajectory: str | None = None, progress: bool = False,
+          on_result: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+    """Relax each structure until the optimizer's fmax < `fmax` or `steps` steps; returns one
+    RelaxResult per input, in input order. Cell relaxation (FrechetCellFilter) applies to fully
+    periodic structures only; molecules and slabs relax their positions. `symmetry` keeps the
+    space group (ase FixSymmetry). `trajectory`: a path (.traj or extxyz); with several structures
+    each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing)."""
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    structures = list(structures)
+    opt_cls = _optimizer_class(optimizer)
+    if fmax <= 0 or steps < 0 or batch_size < 1:
+        raise ValueError("relax needs fmax > 0, steps >= 0 and batch_size >= 1")
+    m = resolve_model(model, device, dtype)
+    check_inputs(structures, m)
+    batched = isinstance(m, Evaluator)
+    width = batch_size if batched else 1  # an arbitrary ASE calculator evaluates one structure at a time
+    results: list[RelaxResult | None] = [None] * len(structures)
+    pending = deque(range(len(structures)))
+    active: list[_Job] = []
+    bar = progress_bar(len(structures), "relax", progress)
+
+    def fallback(atoms: Atoms) -> dict[str, Any]:
+        return m.evaluate([atoms], batch_size=1, max_atoms=None)[0]
+
+    def finish(job: _Job, converged: bool, fnorm: float, error: str | None = None) -> None:
+        res = job.result(converged, fnorm, error)
+        results[job.index] = res
+        if on_result is not None:
+            on_result(res)
+        bar.update(1)
+
+    try:
+        while pending or active:
+            while pending and len(active) < width:
+                k = pending.popleft()
+                calc = ServedCalculator(fallback) if batched else m
+                tpath = trajectory_path(trajectory, k, len(structures)) if trajectory else None
+                active.append(_Job(k, structures[k], opt_cls, relax_cell, symmetry, calc, tpath))
+            if batched:
+                evaluated = _evaluate_safely(m, [j.atoms for j in active], max_atoms)
+            else:
+                evaluated = [None] * len(active)
+            still = []
+            for job, res in zip(active, evaluated):
+                if isinstance(res, str):
+                    finish(job, False, float("nan"), res)
+                    continue
+                if res is not None:
+                    job.atoms.calc.serve(job.atoms, res)
+                # Same order as ASE's Optimizer.irun: observe, test convergence, then step.
+                if job.traj is not None:
+                    job.traj.write(job.atoms)
+                fnorm = _gradient_norm(job.opt)
+                converged = fnorm < fmax
+                if converged or job.opt.nsteps >= steps:
+                    finish(job, converged, fnorm)
+                    continue
+                job.opt.step()
+                job.opt.nsteps += 1
+                still.append(job)
+            active = still
+    finally:
+        for job in active:
+            if job.traj is not None:
+                job.traj.close()
+        bar.close()
+    return results  # type: ignore[return-value]
+
+
+def unconverged_message(results: Sequence[RelaxResult], fmax: float, steps: int) -> str | None:
+    """A one-line warning naming structures that did not converge (None when all did)."""
+    bad = [r for r in results if not r.converged]
+    if not bad:
+        return None
+    failed = [r for r in bad if r.error]
+    parts = [f"{len(bad)} of {len(results)} structure(s) did not converge to fmax < {fmax} eV/A "
+             f"within {steps} steps (indices {', '.join(str(r.index) for r in bad[:20])}"
+             f"{', ...' if len(bad) > 20 else ''})"]
+    if failed:
+        parts.append(f"{len(failed)} stopped on an error, e.g. {failed[0].error}")
+    return "; ".join(parts)
