@@ -8,6 +8,7 @@ from typing import Any
 # command-line flag -> (config section, key); given flags override the YAML
 _FLAGS = {
     "train": ("data", "train"), "valid": ("data", "valid"), "valid_fraction": ("data", "valid_fraction"),
+    "test": ("data", "test"),
     "format": ("data", "format"), "energy_key": ("data", "energy_key"), "forces_key": ("data", "forces_key"),
     "stress_key": ("data", "stress_key"), "stress_unit": ("data", "stress_unit"),
     "batch_size": ("data", "batch_size"), "lr": ("optim", "lr"), "epochs": ("run", "epochs"),
@@ -106,6 +107,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", help="named partial config merged first: official, finetune")
     p.add_argument("--train", nargs="+", help="training files (ASE-readable, .db, rMD17 .npz or a data store)")
     p.add_argument("--valid", nargs="+", help="validation files (default: --valid-fraction of the training frames)")
+    p.add_argument("--test", nargs="+", help="test files, evaluated at the end (RUN/test_metrics.json)")
     p.add_argument("--valid-fraction", type=float, help="held-out fraction when no --valid (default: 0.05)")
     _label_args(p, defaults=False)
     p.add_argument("--epochs", type=int)

@@ -22,6 +22,8 @@ class DataConfig:
     """Training files: extxyz/any ASE format, ASE database (.db), rMD17 .npz, or a `hipot data build` store."""
     valid: list[str] = field(default_factory=list)
     """Validation files; empty: take `valid_fraction` of the training frames."""
+    test: list[str] = field(default_factory=list)
+    """Test files, evaluated once at the end with the exported (EMA) model -> RUN/test_metrics.json."""
     valid_fraction: float = 0.05
     split_seed: int = 0
     """Seed of the random train/validation split (independent of run.seed)."""
@@ -38,7 +40,7 @@ class DataConfig:
     require_forces: bool = True
     """Frames without force labels are an error (else they train on energy (and stress) only)."""
     max_frames: int | None = None
-    """Use only the first N frames of the training files (after reading, before the split)."""
+    """Use only the first N frames of each training file (before the validation split)."""
     batch_size: int = 8
     """Structures per step and per process (the global batch is batch_size x processes)."""
     valid_batch_size: int | None = None
@@ -182,6 +184,8 @@ class TrainConfig:
             d.train = [d.train]
         if isinstance(d.valid, str):
             d.valid = [d.valid]
+        if isinstance(d.test, str):
+            d.test = [d.test]
         checks = [
             (d.stress_unit in ("eV/A^3", "kbar"), f"data.stress_unit must be 'eV/A^3' or 'kbar', not {d.stress_unit!r}"),
             (lo.stress_unit in ("eV/A^3", "kbar"), f"loss.stress_unit must be 'eV/A^3' or 'kbar', not {lo.stress_unit!r}"),

@@ -71,9 +71,13 @@ class Labels:
     num_atoms: torch.Tensor  # (B,)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "Labels":
-        return Labels(*(t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
-                        for t in (self.energy, self.has_energy, self.forces, self.has_forces, self.stress,
-                                  self.has_stress, self.num_atoms)))
+        """Labels in `dtype` on `device`, except the total energies: they stay float64, since
+        float32 cannot resolve meV on totals of thousands of eV (the loss takes the difference in float64)."""
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device=device, dtype=dtype) if t.is_floating_point() else t.to(device)
+
+        return Labels(self.energy.to(device=device, dtype=torch.float64), move(self.has_energy), move(self.forces),
+                      move(self.has_forces), move(self.stress), move(self.has_stress), move(self.num_atoms))
 
 
 # ----------------------------------------------------------------------------- reading

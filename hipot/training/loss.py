@@ -49,9 +49,9 @@ class Loss:
         zero = pred.energy.new_zeros(())
         # energy per atom
         m = labels.has_energy
-        de = (pred.energy - labels.energy)[m]
-        de_atom = de / labels.num_atoms[m]
-        e_terms = self._elementwise(de_atom)
+        de = (pred.energy.to(labels.energy.dtype) - labels.energy)[m]  # float64: see Labels.to
+        de_atom = de / labels.num_atoms[m].to(de.dtype)
+        e_terms = self._elementwise(de_atom).to(pred.energy.dtype)
         # forces
         mf = labels.has_forces
         df = (pred.forces - labels.forces)[mf] if pred.forces is not None else pred.energy.new_zeros((0, 3))

@@ -177,7 +177,7 @@ class Trainer:
         self.writer = self._tensorboard()
 
     # ------------------------------------------------------------------ setup
-    def _read(self, paths: Sequence[str], cutoff: float, species) -> Dataset:
+    def _read(self, paths: Sequence[str], cutoff: float, species, limit: int | None = None) -> Dataset:
         d = self.cfg.data
         keys = LabelKeys(d.energy_key, d.forces_key, d.stress_key, d.stress_unit)
         parts: list[Dataset] = []
@@ -192,7 +192,7 @@ class Trainer:
                                      "not supported by this model")
                 parts.append(store)
             else:
-                samples = read_samples([p], keys, d.index, d.format, species, d.require_forces, d.max_frames)
+                samples = read_samples([p], keys, d.index, d.format, species, d.require_forces, limit)
                 parts.append(InMemoryDataset(samples, cutoff))
         return parts[0] if len(parts) == 1 else Concat(parts)
 
@@ -200,7 +200,7 @@ class Trainer:
         d = self.cfg.data
         if not d.train:
             raise ValueError("no training data: give --train FILE (or data.train in the YAML)")
-        train = self._read(d.train, cutoff, species)
+        train = self._read(d.train, cutoff, species, d.max_frames)
         if d.valid:
             return train, self._read(d.valid, cutoff, species)
         n_valid = int(round(d.valid_fraction * len(train)))
@@ -329,21 +329,22 @@ class Trainer:
     def eval_model(self) -> HIENet:
         return self.ema.model if self.ema is not None else self.model
 
-    def validate(self) -> torch.Tensor:
-        """Error sums of the evaluation (EMA) model on the validation set, summed over processes."""
+    def validate(self, ds: Dataset | None = None) -> torch.Tensor:
+        """Error sums of the evaluation (EMA) model on the validation set (or `ds`), summed over processes."""
         from ..inference import weights_frozen
 
+        ds = ds if ds is not None else self.valid_set
         sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64)
-        if self.valid_set is None:
+        if ds is None:
             return sums
         model = self.eval_model
         was_training = model.training
         model.eval()
-        mine = np.array(list(distributed.shard(len(self.valid_set), self.world)), dtype=np.int64)
+        mine = np.array(list(distributed.shard(len(ds), self.world)), dtype=np.int64)
         bs = self.cfg.data.valid_batch_size or self.cfg.data.batch_size
         with weights_frozen(model):
             for idx in fixed_batches(mine, bs):
-                graph, labels = collate([self.valid_set[int(i)] for i in idx])
+                graph, labels = collate([ds[int(i)] for i in idx])
                 graph, labels = graph.to(self.device, self.dtype), labels.to(self.device, self.dtype)
                 pred = model(graph, forces=True, stress=bool(labels.has_stress.any()))
                 _, s = self.loss(pred, labels, Loss.counts(labels))
@@ -412,8 +413,22 @@ class Trainer:
             bar.close()
         self.save_checkpoint()
         self._write_outputs(final=True)
+        if cfg.data.test and not stopped:
+            self.test()
         distributed.barrier()
         return self.run_dir / MODEL_DIR
+
+    def test(self) -> dict[str, float]:
+        """Errors of the final evaluation (EMA) model on `data.test`, written to test_metrics.json."""
+        import json
+
+        ds = self._read(self.cfg.data.test, self.model.cutoff, self.model.species)
+        row = {"frames": len(ds), **{k: v for k, v in metrics(self.validate(ds), "test").items() if not math.isnan(v)}}
+        if self.world.is_main:
+            (self.run_dir / "test_metrics.json").write_text(json.dumps(row, indent=2))
+            _log("test: " + ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in row.items() if k.endswith("mae"))
+                 + " (meV/atom, meV/A, meV/A^3, meV)")
+        return row
 
     # ------------------------------------------------------------------ outputs (rank 0)
     def _report(self, row: dict[str, float]) -> None:
