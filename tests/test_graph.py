@@ -129,3 +129,15 @@ def test_overlap_found_in_batched_small_lists():
     bad = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.01]])
     with pytest.raises(StructureError, match="mine: atoms 0 and 1 overlap"):
         build_graph([good, bad], 5.0, labels=["ok", "mine"], batch_small=True)
+
+
+def test_structures_without_edges():
+    """Free atoms (reference energies) and batches with no edge at all: energy = the atoms' shifts."""
+    model = make_tiny(species=[11, 17])
+    frames = [Atoms("Na"), Atoms("NaCl", positions=[[0, 0, 0], [9, 0, 0]]), Atoms("Cl", cell=[20, 20, 20], pbc=True)]
+    res = predict(frames, model=model, device="cpu", dtype="float64")
+    for r in res:
+        assert np.isfinite(r["energy"]) and np.all(r["forces"] == 0)
+    # no neighbours: each atom's energy depends on its species alone
+    assert abs(res[1]["energy"] - res[0]["energy"] - res[2]["energy"]) < 1e-12
+    assert np.all(res[2]["stress"] == 0)

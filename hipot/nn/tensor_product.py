@@ -106,9 +106,10 @@ class ChannelwiseTensorProduct(nn.Module):
         summed: list[Tensor] = []
         for gi, (l1, mul, w_off, n_paths) in enumerate(self.groups):
             cg = self._cg(gi, sh)
-            y = (sh @ cg).view(sh.shape[0], 2 * l1 + 1, -1)  # (E, 2l1+1, cols)
+            n_edges = sh.shape[0]  # explicit sizes: -1 is ambiguous when there are no edges
+            y = (sh @ cg).view(n_edges, 2 * l1 + 1, cg.shape[1] // (2 * l1 + 1))  # (E, 2l1+1, cols)
             x = torch.index_select(xs[l1], 0, neighbor)  # (E, mul, 2l1+1)
-            w = weight[:, w_off : w_off + n_paths * mul].view(-1, n_paths, mul)
+            w = weight[:, w_off : w_off + n_paths * mul].view(n_edges, n_paths, mul)
             # Scale the small (E, mul, 2l1+1) input by each path's weights, then contract with
             # that path's columns: no (E, mul, cols) copy of the weights is ever made.
             out = torch.zeros((num_nodes, mul, y.shape[2]), dtype=y.dtype, device=y.device)
