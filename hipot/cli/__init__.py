@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Verb groups, in the order `hipot --help` lists them.
-VERB_MODULES = ["predict", "bench", "train"]
+VERB_MODULES = ["predict", "bench", "train", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,97 @@
+"""`hipot evaluate`: accuracy report against DFT, with peer models in the same run."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .common import add_model_args
+
+# --quick: CPU-sized subsets (structures of at most QUICK_MAX_ATOMS atoms)
+QUICK_LIMITS = {"wbm": 4, "dcdft": 6, "elastic": 2, "diatomics": 5, "phonons": 2}
+QUICK_MAX_ATOMS = 6
+# Full run: every structure for the hipot model except elasticity (250 of 3953); peers relax one
+# structure at a time, so they get prefixes of the same seeded order (sized for ~8 min on one H100)
+FULL_LIMITS = {"elastic": 250}
+PEER_LIMITS = {"wbm": 100, "elastic": 25, "diatomics": 15}
+
+
+def parse_limits(values: list[str] | None, base: dict[str, int | None]) -> dict[str, int | None]:
+    """'N' (every benchmark) or 'BENCH=N' (N may be 'all'), applied over `base`."""
+    from ..evaluate.common import BENCHMARKS
+
+    out = dict(base)
+    for v in values or []:
+        for part in v.split(","):
+            name, _, n = part.rpartition("=")
+            num = None if n.strip().lower() in ("all", "none") else int(n)
+            if name:
+                if name not in BENCHMARKS:
+                    raise SystemExit(f"hipot evaluate: unknown benchmark {name!r} in --limit (known: {', '.join(BENCHMARKS)})")
+                out[name] = num
+            else:
+                out = {b: num for b in BENCHMARKS}
+    return out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..evaluate.common import BENCHMARKS, Options, log
+    from ..evaluate.data import default_data_dir
+    from ..evaluate.report import write_report
+    from ..evaluate.runner import run_all
+
+    out = Path(args.out)
+    plots = Path(args.plots) if args.plots else out.parent / "accuracy"
+    if args.report_only:
+        raw_dir = Path(args.report_only)
+        path = write_report(raw_dir, out, plots)
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
+    raw_dir = Path(args.raw) if args.raw else plots / ("raw-quick" if args.quick else "raw")
+    data_dir = Path(args.data) if args.data else default_data_dir()
+    if not data_dir.is_dir():
+        raise SystemExit(f"hipot evaluate: data folder {data_dir} not found (--data or $HIPOT_DATA)")
+    benches = BENCHMARKS if args.benchmarks == "all" else [b.strip() for b in args.benchmarks.split(",")]
+    for b in benches:
+        if b not in BENCHMARKS:
+            raise SystemExit(f"hipot evaluate: unknown benchmark {b!r} (known: {', '.join(BENCHMARKS)})")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    opts = Options(data_dir, limits=parse_limits(args.limit, QUICK_LIMITS if args.quick else FULL_LIMITS),
+                   peer_limits=parse_limits(args.peer_limit, {} if args.quick else PEER_LIMITS), quick=args.quick,
+                   batch_size=args.batch_size, max_atoms=args.max_structure_atoms or (QUICK_MAX_ATOMS if args.quick else None))
+    command = "hipot " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv else "hipot evaluate (API)"
+    log(f"data {data_dir}; raw results -> {raw_dir}; report -> {out}")
+    run_all(args.model, peers, benches, opts, raw_dir, device=args.device, dtype=args.dtype, backend=args.backend,
+            command=command.strip(), resume=args.resume)
+    path = write_report(raw_dir, out, plots)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy report against DFT data (WBM, dcdft, elasticity, diatomics, phonons)",
+                       description="Runs the model and, in the same run, the peer models over the shipped DFT data "
+                                   "and writes a Markdown report with parity plots. Raw per-structure results are "
+                                   "written as JSON as each benchmark finishes.")
+    add_model_args(p)
+    p.add_argument("--peers", default="sevennet-0,chgnet",
+                   help="comma-separated peers run through their own packages: sevennet-0 (sevenn), chgnet (chgnet); "
+                        "'none' for none (default: sevennet-0,chgnet)")
+    p.add_argument("--benchmarks", default="all", help="comma-separated subset of wbm,dcdft,elastic,diatomics,phonons")
+    p.add_argument("--quick", action="store_true",
+                   help=f"tiny subsets of small structures (<= {QUICK_MAX_ATOMS} atoms) for a CPU smoke run in minutes")
+    p.add_argument("--limit", action="append", metavar="[BENCH=]N",
+                   help="structures per benchmark for every model, e.g. --limit wbm=200 --limit elastic=all "
+                        f"(default: {FULL_LIMITS}, the rest all)")
+    p.add_argument("--peer-limit", action="append", metavar="[BENCH=]N",
+                   help=f"further limit for the peers, which relax one structure at a time (default: {PEER_LIMITS})")
+    p.add_argument("--max-structure-atoms", type=int, help="only structures with at most this many atoms")
+    p.add_argument("--out", default="benchmarks/ACCURACY.md", help="report path (default: benchmarks/ACCURACY.md)")
+    p.add_argument("--plots", help="folder for the PNG plots (default: accuracy/ beside the report)")
+    p.add_argument("--raw", help="folder for raw JSON results (default: <plots>/raw, or raw-quick with --quick)")
+    p.add_argument("--resume", action="store_true", help="keep (model, benchmark) results already in the raw folder")
+    p.add_argument("--report-only", metavar="RAWDIR", help="regenerate the report from raw results, run nothing")
+    p.add_argument("--data", help="reference data folder (default: $HIPOT_DATA or ../shared/data)")
+    p.add_argument("--batch-size", type=int, default=64, help="structures per batch for the hipot model (default: 64)")
+    p.set_defaults(func=cmd_evaluate)

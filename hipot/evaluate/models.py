@@ -1,0 +1,190 @@
+"""The models under test: a hipot model (batched on the device) and peers through their own ASE
+calculators (one structure at a time). One adapter, `relax_structures`, hides how relaxation is done."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from ase import Atoms
+
+# Peer name -> (package, how to build its calculator). Weights ship inside the wheels.
+PEER_PACKAGES = {"sevennet-0": "sevenn", "chgnet": "chgnet"}
+
+# Model cutoffs (A) for the diatomic cutoff scan; peers' values are from their papers/configs.
+PEER_CUTOFFS = {"sevennet-0": 5.0, "chgnet": 5.0}
+
+
+class PeerUnavailable(RuntimeError):
+    """A peer's package is not installed (or its weights could not be loaded)."""
+
+
+@dataclass
+class ModelHandle:
+    """A model under test. `evaluator` is set for hipot models, `calc` for ASE-calculator peers."""
+    name: str
+    kind: str                      # "hipot" or "peer"
+    calc: Any = None               # ASE calculator (peers, and hipot's own for one-off use)
+    evaluator: Any = None          # hipot.inference.Evaluator
+    cutoff: float | None = None
+    version: str = ""
+    energy_includes_mp2020: bool = False   # CHGNet predicts MP2020-corrected energies
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def batched(self) -> bool:
+        return self.evaluator is not None
+
+    def relax_target(self):
+        """What hipot.tasks.relax takes as `model`: the Evaluator (batched) or the calculator."""
+        return self.evaluator if self.evaluator is not None else self.calc
+
+
+def _torch_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def load_hipot(model: str, device: str = "auto", dtype: str = "float32", backend: str = "auto",
+               name: str | None = None) -> ModelHandle:
+    from .. import __version__
+    from ..calculator import HIPotCalculator
+    from ..inference import Evaluator
+
+    ev = Evaluator(model, device, dtype, backend=backend)
+    calc = HIPotCalculator(ev.model, device=ev.device, dtype=ev.dtype, backend=backend)
+    label = name or (model if isinstance(model, str) else "hipot-model")
+    return ModelHandle(label, "hipot", calc=calc, evaluator=ev, cutoff=float(ev.model.cutoff),
+                       version=f"hipot {__version__}")
+
+
+def load_peer(name: str, device: str = "auto") -> ModelHandle:
+    """SevenNet-0 (sevenn) or CHGNet 0.3.0 (chgnet) through the package's own ASE calculator."""
+    dev = _torch_device(device)
+    if name not in PEER_PACKAGES:
+        raise PeerUnavailable(f"unknown peer {name!r} (known: {', '.join(PEER_PACKAGES)})")
+    pkg = PEER_PACKAGES[name]
+    try:
+        if name == "sevennet-0":
+            import sevenn
+            from sevenn.calculator import SevenNetCalculator
+
+            calc = SevenNetCalculator("7net-0", device=dev)
+            return ModelHandle(name, "peer", calc=calc, cutoff=PEER_CUTOFFS[name],
+                               version=f"sevenn {getattr(sevenn, '__version__', '?')}, checkpoint 7net-0 (SevenNet-0 11Jul2024)")
+        import chgnet
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        model = CHGNet.load(model_name="0.3.0", use_device=dev, verbose=False)
+        calc = CHGNetCalculator(model=model, use_device=dev)
+        return ModelHandle(name, "peer", calc=calc, cutoff=PEER_CUTOFFS[name], energy_includes_mp2020=True,
+                           version=f"chgnet {getattr(chgnet, '__version__', '?')}, weights 0.3.0")
+    except ImportError as e:
+        raise PeerUnavailable(f"peer {name} needs the `{pkg}` package (pip install {pkg}, or hipot[peers]): {e}") from e
+
+
+# ---------------------------------------------------------------- single points
+
+def single_points(handle: ModelHandle, structures: Sequence[Atoms], stress: bool = False,
+                  batch_size: int = 64, progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """Energy, forces (and stress) of each structure: batched for hipot, one by one for peers."""
+    structures = list(structures)
+    if handle.evaluator is not None:
+        out = []
+        step = max(batch_size * 8, 1)
+        for start in range(0, len(structures), step):
+            chunk = structures[start:start + step]
+            out.extend(handle.evaluator.evaluate(chunk, batch_size=batch_size, max_atoms=4096, stress=stress))
+            if progress:
+                progress(len(out))
+        return out
+    out = []
+    props = ["energy", "forces"] + (["stress"] if stress else [])
+    for k, atoms in enumerate(structures):
+        a = atoms.copy()
+        a.calc = handle.calc
+        res = {"energy": float(a.get_potential_energy()), "forces": np.array(a.get_forces())}
+        if "stress" in props:
+            res["stress"] = np.array(a.get_stress())
+        out.append(res)
+        if progress and (k + 1) % 20 == 0:
+            progress(k + 1)
+    return out
+
+
+# ---------------------------------------------------------------- relaxation
+
+@dataclass
+class Relaxed:
+    atoms: Atoms       # relaxed copy
+    energy: float      # eV
+    fmax: float        # eV/A, largest residual force (cell filter forces included when the cell relaxes)
+    steps: int
+    converged: bool
+    stress: np.ndarray | None = None   # ASE Voigt, eV/A^3 (at the final geometry)
+    error: str | None = None
+
+
+def relax_structures(handle: ModelHandle, structures: Sequence[Atoms], *, fmax: float = 0.05, steps: int = 500,
+                     relax_cell: bool = True, batch_size: int = 64, progress: bool = False) -> list[Relaxed]:
+    """FIRE (+ FrechetCellFilter when relax_cell) to fmax, at most `steps` steps, for every structure.
+
+    Uses hipot.tasks.relax (batched on the GPU for hipot models); falls back to a one-by-one ASE
+    loop while that module is not available."""
+    try:
+        from ..tasks.relax import relax
+    except ImportError:
+        relax = None
+    structures = list(structures)
+    if relax is not None:
+        kw: dict[str, Any] = dict(optimizer="FIRE", fmax=fmax, steps=steps, relax_cell=relax_cell, progress=progress)
+        if handle.batched:
+            kw.update(batch_size=batch_size, max_atoms=4096)
+        results = relax(structures, model=handle.relax_target(), **kw)
+        out = []
+        for r in results:
+            stress = None
+            try:
+                stress = np.array(r.atoms.get_stress()) if np.all(r.atoms.pbc) else None
+            except Exception:  # the relaxed copy may carry no stress
+                stress = None
+            if getattr(r, "error", None):  # a structure the model rejected: keep the slot, mark it failed
+                out.append(Relaxed(r.atoms, float("nan"), float("nan"), int(r.steps), False, None, str(r.error)))
+                continue
+            out.append(Relaxed(r.atoms, float(r.energy), float(r.fmax), int(r.steps), bool(r.converged), stress))
+        return out
+    return [_relax_one_ase(handle.calc, a, fmax, steps, relax_cell) for a in structures]  # stand-in
+
+
+def _relax_one_ase(calc, atoms: Atoms, fmax: float, steps: int, relax_cell: bool) -> Relaxed:
+    """Stand-in until hipot.tasks.relax lands: ASE FIRE on the atoms or on a FrechetCellFilter."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import FIRE
+
+    a = atoms.copy()
+    a.calc = calc
+    target = FrechetCellFilter(a) if relax_cell else a
+    opt = FIRE(target, logfile=None)
+    converged = bool(opt.run(fmax=fmax, steps=steps))
+    f = target.get_forces()
+    res = {"energy": float(a.get_potential_energy()), "forces": np.array(a.get_forces())}
+    stress = np.array(a.get_stress()) if np.all(a.pbc) else None
+    if stress is not None:
+        res["stress"] = stress
+    out = a.copy()
+    out.calc = SinglePointCalculator(out, **res)
+    return Relaxed(out, res["energy"], float(np.sqrt((f ** 2).sum(axis=1)).max()), int(opt.nsteps), converged, stress)
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.t0

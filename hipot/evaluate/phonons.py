@@ -1,0 +1,74 @@
+"""Phonons of diamond Si against PBE (phono3py's Si-PBE example: 111 displaced 64-atom supercells
+with VASP PBE forces). Thermal conductivity is not computed: the 103 kappa_SRME structures are
+not shipped (`mbd_kappa103/` holds DFT kappa values only) and phono3py is not a dependency."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .common import Options, log
+from .data import displaced, load_si_pbe
+from .metrics import regression
+from .models import ModelHandle, single_points
+
+MESH = (8, 8, 8)
+POINTS = {"Gamma": (0.0, 0.0, 0.0), "X": (0.5, 0.0, 0.5), "L": (0.5, 0.5, 0.5)}   # primitive reciprocal coords
+
+
+def frequencies(fs, forces_single: list[np.ndarray]) -> dict[str, Any]:
+    """Harmonic frequencies (THz) from the single-displacement supercells via phonopy."""
+    from phonopy import Phonopy
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    uc = fs.unit_cell
+    ph = Phonopy(PhonopyAtoms(symbols=uc.get_chemical_symbols(), cell=uc.cell.array,
+                              scaled_positions=uc.get_scaled_positions()),
+                 supercell_matrix=fs.supercell_matrix, primitive_matrix=fs.primitive_matrix)
+    singles = [k for k, d in enumerate(fs.displacements) if len(d) == 1]
+    ph.dataset = {"natom": len(fs.supercell),
+                  "first_atoms": [{"number": fs.displacements[k][0][0], "displacement": fs.displacements[k][0][1],
+                                   "forces": forces_single[k]} for k in singles]}
+    ph.produce_force_constants()
+    ph.run_mesh(MESH, with_eigenvectors=False, is_mesh_symmetry=False)
+    mesh = ph.get_mesh_dict()["frequencies"]
+    pts = {name: ph.get_frequencies(q).tolist() for name, q in POINTS.items()}
+    return {"mesh": np.asarray(mesh).ravel().tolist(), "points": pts}
+
+
+def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
+    fs = load_si_pbe(opts.data_dir)
+    n = len(fs.forces)
+    if opts.limit("phonons", handle.kind == "peer") is not None:
+        n = min(n, max(1, int(opts.limit("phonons", handle.kind == "peer"))))
+    frames = [displaced(fs, k) for k in range(n)]
+    log(f"phonons: {handle.name}: forces on {n} displaced Si supercells (64 atoms)")
+    res = single_points(handle, frames + [fs.supercell.copy()], batch_size=min(opts.batch_size, 32))
+    pred = [np.asarray(r["forces"]) for r in res[:n]]
+    perfect = np.asarray(res[n]["forces"])
+    out: dict[str, Any] = {"n_supercells": n,
+                           "force": regression(np.concatenate([p.ravel() for p in pred]),
+                                               np.concatenate([fs.forces[k].ravel() for k in range(n)])),
+                           "perfect_max_force": float(np.abs(perfect).max())}
+    try:
+        # subtracting the perfect-cell forces removes a constant residual (model not at its minimum)
+        model_freq = frequencies(fs, [p - perfect for p in pred] + [None] * (len(fs.forces) - n))
+        dft_freq = frequencies(fs, fs.forces)
+        out["freq_model"], out["freq_dft"] = model_freq, dft_freq
+        out["freq_mesh_mae_thz"] = float(np.mean(np.abs(np.array(model_freq["mesh"]) - np.array(dft_freq["mesh"]))))
+    except ImportError:
+        log("phonons: phonopy missing: forces only")
+    log(f"phonons: {handle.name}: done")
+    return {"settings": {"mesh": list(MESH), "n": n}, "items": [out]}
+
+
+def summarize(raw: dict[str, Any], ids: set[str] | None = None) -> dict[str, Any]:
+    it = raw["items"][0]
+    out = {"n": it["n_supercells"], "force_mae": it["force"]["mae"], "force_rmse": it["force"]["rmse"],
+           "force_r2": it["force"]["r2"], "perfect_max_force": it["perfect_max_force"]}
+    if "freq_model" in it:
+        out["freq_mesh_mae_thz"] = it["freq_mesh_mae_thz"]
+        for name in POINTS:
+            out[f"{name}_model"] = it["freq_model"]["points"][name]
+            out[f"{name}_dft"] = it["freq_dft"]["points"][name]
+    return out

@@ -1,0 +1,108 @@
+"""Runs the benchmarks for every model, writing raw per-structure JSON as each one finishes."""
+from __future__ import annotations
+
+import json
+import platform
+import time
+import traceback
+from datetime import datetime, timezone
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .common import BENCHMARKS, Options, log
+from .models import ModelHandle, PeerUnavailable, load_hipot, load_peer
+
+
+def bench_module(name: str):
+    return import_module(f"{__package__}.{name}")
+
+
+def _default(o: Any):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic write (tmp + rename), NaN kept as JSON NaN (Python's json reads it back)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, default=_default, indent=1))
+    tmp.replace(path)
+
+
+def raw_path(raw_dir: Path, model: str, bench: str) -> Path:
+    safe = model.replace("/", "_").replace(" ", "_")
+    return raw_dir / safe / f"{bench}.json"
+
+
+def device_name(device: str) -> str:
+    import torch
+
+    if device in ("auto", "cuda") or device.startswith("cuda"):
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_all(model: str, peers: Sequence[str], benchmarks: Sequence[str], opts: Options, raw_dir: Path, *,
+            device: str = "auto", dtype: str = "float32", backend: str = "auto", command: str = "",
+            resume: bool = False) -> dict[str, Any]:
+    """Evaluate `model` (hipot) and each peer on each benchmark; returns the run manifest."""
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = raw_dir / "run.json"
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if resume and manifest_path.exists() else {}
+    manifest.update({"command": command, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "device": device_name(device), "dtype": dtype, "quick": opts.quick,
+                     "limits": opts.limits, "peer_limits": opts.peer_limits, "benchmarks": list(benchmarks),
+                     "main_model": model})
+    manifest.setdefault("models", {})
+    manifest.setdefault("skipped", {})
+    loaders = [(model, "hipot")] + [(p, "peer") for p in peers]
+    for name, kind in loaders:
+        todo = [b for b in benchmarks if not (resume and raw_path(raw_dir, name, b).exists())]
+        if not todo:
+            log(f"{name}: all benchmarks already in {raw_dir} (resume)")
+            continue
+        t0 = time.perf_counter()
+        try:
+            handle: ModelHandle = load_hipot(model, device, dtype, backend) if kind == "hipot" else load_peer(name, device)
+        except PeerUnavailable as e:
+            log(f"skipping {name}: {e}")
+            manifest["skipped"][name] = str(e)
+            write_json(manifest_path, manifest)
+            continue
+        log(f"{name}: loaded in {time.perf_counter() - t0:.1f}s ({handle.version})")
+        manifest["models"][name] = {"kind": kind, "version": handle.version, "cutoff": handle.cutoff,
+                                    "energy_includes_mp2020": handle.energy_includes_mp2020}
+        for bench in todo:
+            t0 = time.perf_counter()
+            try:
+                raw = bench_module(bench).run(handle, opts)
+            except Exception as e:  # one failing benchmark must not lose the others
+                log(f"{bench}: {name}: FAILED: {e!r}")
+                raw = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(), "items": []}
+            raw.update({"model": name, "bench": bench, "seconds": time.perf_counter() - t0,
+                        "device": manifest["device"]})
+            write_json(raw_path(raw_dir, name, bench), raw)
+            log(f"{bench}: {name}: {raw['seconds']:.1f}s, raw results in {raw_path(raw_dir, name, bench)}")
+        del handle
+    manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def load_raw(raw_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
+    """(manifest, {bench: {model: raw}}) from a raw folder."""
+    manifest = json.loads((raw_dir / "run.json").read_text())
+    out: dict[str, dict[str, dict[str, Any]]] = {b: {} for b in BENCHMARKS}
+    for sub in sorted(p for p in raw_dir.iterdir() if p.is_dir()):
+        for f in sorted(sub.glob("*.json")):
+            raw = json.loads(f.read_text())
+            out.setdefault(raw["bench"], {})[raw["model"]] = raw
+    return manifest, out
