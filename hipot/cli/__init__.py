@@ -6,7 +6,7 @@ import importlib
 import sys
 
 # Verb groups, in the order `hipot --help` lists them.
-VERB_MODULES = ["predict", "bench", "train", "evaluate"]
+VERB_MODULES = ["predict", "tasks", "bench", "train", "distill", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -96,7 +96,7 @@ def list_examples() -> list[str]:
 
 def example(name: str) -> Atoms:
     """A bundled structure: 'Si' (diamond), 'Cu' (fcc), 'MgO' (rocksalt), 'H2O' (molecule in a box)."""
-    for suffix in (".cif", ".extxyz"):
+    for suffix in (".extxyz", ".cif"):
         path = EXAMPLES / f"{name}{suffix}"
         if path.is_file():
             import ase.io
@@ -145,7 +145,7 @@ class Result:
         out = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
-            if isinstance(v, Atoms) or f.name.startswith("_"):
+            if isinstance(v, Atoms) or f.name == "atoms" or f.name.startswith("_"):
                 continue
             out[f.name] = _jsonable(v)
         return out

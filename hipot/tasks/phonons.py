@@ -125,7 +125,11 @@ def phonons(atoms: Atoms, model: ModelLike = "hienet-v3", *, supercell_length: f
     reps = list(supercell) if supercell is not None else supercell_for_length(atoms, supercell_length)
     if len(reps) != 3 or min(reps) < 1:
         raise ValueError(f"supercell must be three positive integers, not {reps}")
-    phonon = Phonopy(_phonopy_atoms(atoms), supercell_matrix=np.diag(reps), primitive_matrix="auto")
+    import warnings
+
+    with warnings.catch_warnings():  # phonopy notes that 'auto' changed meaning in v4; we want v4's
+        warnings.filterwarnings("ignore", message=".*primitive_matrix.*")
+        phonon = Phonopy(_phonopy_atoms(atoms), supercell_matrix=np.diag(reps), primitive_matrix="auto")
     phonon.generate_displacements(distance=displacement)
     displaced = [_ase_atoms(s) for s in phonon.supercells_with_displacements]
     results = evaluate_many(displaced, m, batch_size=batch_size, progress=progress)

@@ -191,15 +191,20 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
           dtype: str = "float32", optimizer: str = "FIRE", fmax: float = 0.05, steps: int = 500,
           relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
           trajectory: str | None = None, progress: bool = False,
-          on_result: Callable[[RelaxResult], None] | None = None) -> list[RelaxResult]:
+          on_result: Callable[[RelaxResult], None] | None = None,
+          indices: Sequence[int] | None = None) -> list[RelaxResult]:
     """Relax each structure until the optimizer's fmax < `fmax` or `steps` steps; returns one
     RelaxResult per input, in input order. Cell relaxation (FrechetCellFilter) applies to fully
     periodic structures only; molecules and slabs relax their positions. `symmetry` keeps the
     space group (ase FixSymmetry). `trajectory`: a path (.traj or extxyz); with several structures
-    each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing)."""
+    each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing);
+    `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run)."""
     if isinstance(structures, Atoms):
         structures = [structures]
     structures = list(structures)
+    ids = list(indices) if indices is not None else list(range(len(structures)))
+    if len(ids) != len(structures):
+        raise ValueError("indices must name every structure")
     opt_cls = _optimizer_class(optimizer)
     if fmax <= 0 or steps < 0 or batch_size < 1:
         raise ValueError("relax needs fmax > 0, steps >= 0 and batch_size >= 1")
@@ -217,7 +222,7 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
 
     def finish(job: _Job, converged: bool, fnorm: float, error: str | None = None) -> None:
         res = job.result(converged, fnorm, error)
-        results[job.index] = res
+        results[job.slot] = res
         if on_result is not None:
             on_result(res)
         bar.update(1)
@@ -227,8 +232,12 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
             while pending and len(active) < width:
                 k = pending.popleft()
                 calc = ServedCalculator(fallback) if batched else m
-                tpath = trajectory_path(trajectory, k, len(structures)) if trajectory else None
-                active.append(_Job(k, structures[k], opt_cls, relax_cell, symmetry, calc, tpath))
+                tpath = None
+                if trajectory:
+                    tpath = trajectory_path(trajectory, ids[k], len(structures) if indices is None else 2)
+                job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                job.slot = k
+                active.append(job)
             if batched:
                 evaluated = _evaluate_safely(m, [j.atoms for j in active], max_atoms)
             else:
@@ -272,3 +281,65 @@ def unconverged_message(results: Sequence[RelaxResult], fmax: float, steps: int)
     if failed:
         parts.append(f"{len(failed)} stopped on an error, e.g. {failed[0].error}")
     return "; ".join(parts)
+
+
+def to_record(res: RelaxResult) -> dict[str, Any]:
+    """A JSON-able checkpoint of a result (geometry, results, status); floats round-trip exactly."""
+    rec: dict[str, Any] = {"positions": res.atoms.positions.tolist(), "cell": res.atoms.cell.array.tolist(),
+                           "energy": res.energy if np.isfinite(res.energy) else None, "fmax": res.fmax
+                           if np.isfinite(res.fmax) else None, "steps": res.steps, "converged": res.converged,
+                           "error": res.error}
+    if res.atoms.calc is not None:
+        for k in ("forces", "stress", "energies"):
+            if k in res.atoms.calc.results:
+                rec[k] = np.asarray(res.atoms.calc.results[k]).tolist()
+    return rec
+
+
+def from_record(rec: dict[str, Any], original: Atoms, index: int) -> RelaxResult:
+    """The RelaxResult of a checkpoint record; numbers, pbc and info come from the input structure."""
+    atoms = original.copy()
+    atoms.calc = None
+    atoms.set_constraint()
+    atoms.set_cell(np.array(rec["cell"]))
+    atoms.positions = np.array(rec["positions"])
+    energy = rec["energy"] if rec["energy"] is not None else float("nan")
+    if rec.get("error") is None:
+        res = {"energy": energy, "free_energy": energy}
+        for k in ("forces", "stress", "energies"):
+            if k in rec:
+                res[k] = np.array(rec[k])
+        atoms.calc = SinglePointCalculator(atoms, **res)
+    fmax = rec["fmax"] if rec["fmax"] is not None else float("nan")
+    return RelaxResult(atoms, energy, fmax, int(rec["steps"]), bool(rec["converged"]), rec.get("error"), index,
+                       atoms.get_chemical_formula())
+
+
+def relax_resumable(structures: Sequence[Atoms], checkpoint: str | Path, key: str, model: ModelLike = "hienet-v3",
+                    *, device: str = "auto", progress: bool = False, **kwargs) -> list[RelaxResult] | None:
+    """relax() split across torchrun ranks and resumable: each rank relaxes its share of the
+    structures not yet in the partial results next to `checkpoint` (appending each as it finishes);
+    rank 0 returns all results in input order (other ranks None). Call `PartialResults.cleanup`
+    through `cleanup_checkpoint` once the final outputs are written."""
+    from datetime import timedelta
+
+    from ..distributed import PartialResults, setup
+
+    w, dev = setup(device, timeout=timedelta(days=7))
+    m = resolve_model(model, str(dev), kwargs.pop("dtype", "float32"))
+    check_inputs(structures, m)  # before anything is written
+    parts = PartialResults(checkpoint, len(structures), key, w)
+    todo = parts.start()
+    if todo:
+        relax([structures[i] for i in todo], m, indices=todo,
+              progress=progress and w.is_main, on_result=lambda r: parts.append([(r.index, to_record(r))]), **kwargs)
+    records = parts.collect()
+    if records is None:
+        return None
+    return [from_record(rec, structures[i], i) for i, rec in enumerate(records)]
+
+
+def cleanup_checkpoint(checkpoint: str | Path, n: int, key: str) -> None:
+    from ..distributed import PartialResults
+
+    PartialResults(checkpoint, n, key).cleanup()
