@@ -45,6 +45,13 @@ REGISTRY: dict[str, Pretrained] = {
 }
 
 
+# Named models that no index distributes: made on the user's machine, then found in the cache.
+MADE_LOCALLY: dict[str, str] = {
+    "hienet-v3-smooth": "hipot distill --teacher hienet-v3 --seeds FILES --out runs/distill "
+                        "--install-as hienet-v3-smooth  (docs/distill.md; about 10 GPU-minutes)",
+}
+
+
 def cache_dir() -> Path:
     if os.environ.get("HIPOT_CACHE"):
         return Path(os.environ["HIPOT_CACHE"]).expanduser()
@@ -136,6 +143,11 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
     ('auto', 'torch' or 'cueq', see `HIENet.set_backend`)."""
     if isinstance(model, HIENet):
         net = model
+    elif isinstance(model, str) and model in MADE_LOCALLY:
+        folder = cache_dir() / model
+        if not (folder / CONFIG_FILE).is_file():
+            raise ModelFileError(f"{model} is made on your machine, not downloaded; make it with:\n  {MADE_LOCALLY[model]}")
+        net, _ = load_model_dir(folder)
     elif isinstance(model, str) and model in REGISTRY:
         folder = cache_dir() / model
         if not (folder / CONFIG_FILE).is_file():
