@@ -2,8 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+from datetime import timedelta
 from pathlib import Path
+
+import numpy as np
 
 from .common import add_model_args
 
@@ -16,31 +21,71 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode(res: dict) -> dict:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in res.items()}
+
+
+def _decode(rec: dict) -> dict:
+    return {k: (np.array(v) if isinstance(v, list) else v) for k, v in rec.items()}
+
+
+def _run_key(args: argparse.Namespace) -> str:
+    """Identifies a run (input file and settings) so that a restart reuses only its own partial results."""
+    h = hashlib.sha256(Path(args.input).read_bytes())
+    h.update(json.dumps([args.index, str(args.model), args.dtype]).encode())
+    return h.hexdigest()
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Batched prediction; under torchrun each rank takes a contiguous share of the frames, appends
+    its results to a partial file as each batch finishes, and rank 0 merges them in input order.
+    An interrupted run, restarted with the same command, skips the frames already done."""
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from ..inference import Evaluator
+    from ..distributed import PartialResults, finish, setup
+    from ..graph import check_structure
+    from ..inference import Evaluator, _batches
 
     frames = ase.io.read(args.input, index=args.index)
     if not isinstance(frames, list):
         frames = [frames]
     if not frames:
         raise SystemExit(f"hipot predict: {args.input} holds no structures")
-    evaluator = Evaluator(args.model, args.device, args.dtype, backend=args.backend)
-    results = evaluator.evaluate(frames, batch_size=args.batch_size, max_atoms=args.max_atoms,
-                                 progress=not args.quiet and len(frames) > 1)
-    out = []
-    for atoms, res in zip(frames, results):
-        atoms = atoms.copy()  # drops any calculator (and stale results) attached by the reader
-        atoms.calc = SinglePointCalculator(atoms, **res)
-        out.append(atoms)
+    w, dev = setup(args.device, timeout=timedelta(days=7))
+    evaluator = Evaluator(args.model, dev, args.dtype, backend=args.backend)
+    for k, atoms in enumerate(frames):  # fail before anything is written
+        check_structure(atoms, evaluator.model.species, f"structure {k}")
     output = Path(args.output)
-    tmp = output.with_name(f".{output.name}.tmp")
-    ase.io.write(tmp, out, format="extxyz")
-    tmp.replace(output)
-    if not args.quiet:
-        print(f"wrote {len(out)} structure(s) to {output}", file=sys.stderr)
+    parts = PartialResults(output, len(frames), _run_key(args), w)
+    todo = parts.start()
+    bar = None
+    if not args.quiet and w.is_main and len(todo) > 1:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="structure", desc="predict" if w.size == 1 else f"predict (rank 0 of {w.size})")
+    sub = [frames[i] for i in todo]
+    for group in _batches(sub, args.batch_size, args.max_atoms):
+        results = evaluator.evaluate([sub[g] for g in group], batch_size=len(group), max_atoms=None)
+        parts.append((todo[g], _encode(r)) for g, r in zip(group, results))
+        if bar is not None:
+            bar.update(len(group))
+    if bar is not None:
+        bar.close()
+    records = parts.collect()
+    if records is not None:
+        out = []
+        for atoms, rec in zip(frames, records):
+            atoms = atoms.copy()  # drops any calculator (and stale results) attached by the reader
+            atoms.calc = SinglePointCalculator(atoms, **_decode(rec))
+            out.append(atoms)
+        tmp = output.with_name(f".{output.name}.tmp")
+        ase.io.write(tmp, out, format="extxyz")
+        tmp.replace(output)
+        parts.cleanup()
+        if not args.quiet:
+            print(f"wrote {len(out)} structure(s) to {output}", file=sys.stderr)
+    finish()
     return 0
 
 
@@ -52,7 +97,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", help="use this local official .pth instead of downloading it")
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("predict", help="energy, forces and stress for every structure of a file")
+    p = sub.add_parser("predict", help="energy, forces and stress for every structure of a file",
+                       epilog="Under torchrun the frames are split across ranks and merged in input order; "
+                              "rerunning an interrupted command skips the frames already done.")
     p.add_argument("input", help="any file ASE reads (extxyz, CIF, POSCAR, ...)")
     p.add_argument("-o", "--output", required=True, help="output extxyz with the results")
     p.add_argument("--index", default=":", help="frames to read, ASE syntax (default: all)")
