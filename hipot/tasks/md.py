@@ -128,13 +128,15 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
         atomic_write(log_path, lambda tmp: _write_rows(tmp, rows))
     else:
         atoms = atoms.copy()
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+        from ase.md import velocitydistribution as vd
 
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
+        # thermalize_momenta (ase >= 3.29) replaces the deprecated MaxwellBoltzmannDistribution.
+        thermalize = getattr(vd, "thermalize_momenta", vd.MaxwellBoltzmannDistribution)
+        thermalize(atoms, temperature_K=temperature, rng=np.random.default_rng(seed))
         if len(atoms) > 1:  # a single atom has no thermal motion left once its momentum is removed
-            Stationary(atoms)
+            vd.Stationary(atoms)
             if not np.any(atoms.pbc):
-                ZeroRotation(atoms)
+                vd.ZeroRotation(atoms)
         traj_path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(log_path, lambda tmp: _write_rows(tmp, []))
     atoms.calc = as_calculator(m)
