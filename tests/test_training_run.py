@@ -160,7 +160,7 @@ def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str
 
     from hipot import distributed
     from hipot.training.config import LossConfig
-    from hipot.training.data import InMemoryDataset, read_samples
+    from hipot.training.data import InMemoryDataset, collate, read_samples
     from hipot.training.loss import Loss
     from hipot.training.sampler import AtomBalancedSampler
     from hipot.training.trainer import forward_loss
@@ -170,7 +170,7 @@ def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str
     sampler = AtomBalancedSampler(ds.sizes(), batch_size=3, world_size=2, rank=rank)
     mine = sampler.split(np.array(chunk))[rank]
     model = DDP(make_tiny(seed=3, species=[6, 8, 29]).train())
-    loss, _ = forward_loss(model, [ds[int(i)] for i in mine], Loss(LossConfig()), device, torch.float64, 2)
+    loss, _ = forward_loss(model, collate([ds[int(i)] for i in mine]), Loss(LossConfig()), device, torch.float64, 2)
     loss.backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.module.named_parameters()}, out)
@@ -179,7 +179,7 @@ def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str
 
 def test_ddp_gradients_equal_one_process(data_file, tmp_path):
     from hipot.training.config import LossConfig
-    from hipot.training.data import InMemoryDataset, read_samples
+    from hipot.training.data import InMemoryDataset, collate, read_samples
     from hipot.training.loss import Loss
     from hipot.training.trainer import forward_loss
 
@@ -191,7 +191,7 @@ def test_ddp_gradients_equal_one_process(data_file, tmp_path):
     ddp_grads = torch.load(tmp_path / "g.pt", weights_only=True)
     ds = InMemoryDataset(read_samples([data_file]), 4.0)
     model = make_tiny(seed=3, species=[6, 8, 29]).train()
-    loss, _ = forward_loss(model, [ds[i] for i in chunk], Loss(LossConfig()), torch.device("cpu"), torch.float64)
+    loss, _ = forward_loss(model, collate([ds[i] for i in chunk]), Loss(LossConfig()), torch.device("cpu"), torch.float64)
     loss.backward()
     for n, p in model.named_parameters():
         torch.testing.assert_close(ddp_grads[n], p.grad, rtol=1e-10, atol=1e-14, msg=n)
@@ -212,8 +212,9 @@ def test_exported_model_loads_in_calculator_and_cli(data_file, tmp_path):
     ref = predict([atoms], model=ema.double(), device="cpu", dtype="float64")[0]
     assert abs(atoms.get_potential_energy() - ref["energy"]) < 1e-4  # the export is float32
     np.testing.assert_allclose(atoms.get_forces(), ref["forces"], atol=1e-5)
-    assert main(["predict", str(data_file), "-o", str(tmp_path / "p.extxyz"), "--model", str(run / "model"),
-                 "--device", "cpu", "-q"]) == 0
+    assert main(["predict", str(data_file), "-o", str(tmp_path / "p.extxyz"), "--model", str(run),
+                 "--device", "cpu", "-q"]) == 0  # the run folder itself loads as the model
+    assert abs(read(tmp_path / "p.extxyz", 0).get_potential_energy() - atoms.get_potential_energy()) < 1e-4
     cfg = (run / "config.yaml").read_text()
     assert "invariant_channels: 8" in cfg and "avg_num_neighbors" in cfg and "species:" in cfg
 

@@ -25,10 +25,11 @@ from torch import nn
 
 from .. import distributed
 from ..config import ModelConfig
+from ..graph import AtomGraph
 from ..model import HIENet
 from .config import TrainConfig, load_config, save_config
-from .data import (Concat, Dataset, InMemoryDataset, LabelKeys, Subset, collate, read_samples, species_of,
-                   symbols)
+from .data import (Concat, Dataset, InMemoryDataset, LabelKeys, Labels, Subset, collate, read_samples,
+                   species_of, symbols)
 from .loss import SUM_NAMES, Loss, metrics
 from .sampler import AtomBalancedSampler, fixed_batches
 from .statistics import compute_statistics, given_element_energies
@@ -86,10 +87,12 @@ def all_reduce(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     return t.cpu()
 
 
-def forward_loss(model: nn.Module, samples: Sequence, loss: Loss, device: torch.device, dtype: torch.dtype,
-                 world_size: int = 1, bf16: bool = False, stress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and error sums of this process's batch, normalised over the global batch (see `Loss`)."""
-    graph, labels = collate(samples)
+def forward_loss(model: nn.Module, batch: tuple[AtomGraph, Labels], loss: Loss, device: torch.device,
+                 dtype: torch.dtype, world_size: int = 1, bf16: bool = False, stress: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and error sums of this process's batch (`collate` output), normalised over the global
+    batch (see `Loss`)."""
+    graph, labels = batch
     graph, labels = graph.to(device, dtype), labels.to(device, dtype)
     counts = all_reduce(Loss.counts(labels), device) if world_size > 1 else Loss.counts(labels)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
@@ -100,6 +103,36 @@ def forward_loss(model: nn.Module, samples: Sequence, loss: Loss, device: torch.
         if v is not None and v.dtype != dtype:
             setattr(pred, f, v.to(dtype))
     return loss(pred, labels, counts, world_size)
+
+
+class Prefetcher:
+    """Reads and collates the next batch in a background thread while the current one trains
+    (a store's reads and the concatenation overlap the GPU's work; the order never changes)."""
+
+    def __init__(self, ds: Dataset, batches: list[np.ndarray], start: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.ds, self.batches = ds, batches
+        self.pool = ThreadPoolExecutor(1)
+        self.position = start
+        self.future = self._submit(start)
+
+    def _load(self, k: int) -> tuple[AtomGraph, Labels]:
+        return collate([self.ds[int(i)] for i in self.batches[k]])
+
+    def _submit(self, k: int):
+        return self.pool.submit(self._load, k) if k < len(self.batches) else None
+
+    def get(self, k: int) -> tuple[AtomGraph, Labels]:
+        if k != self.position or self.future is None:
+            raise IndexError(f"batch {k} requested, {self.position} prefetched")
+        batch = self.future.result()
+        self.position = k + 1
+        self.future = self._submit(k + 1)
+        return batch
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _log(msg: str) -> None:
@@ -309,10 +342,9 @@ class Trainer:
             g["lr"] = lr
         return lr
 
-    def train_step(self, indices: np.ndarray) -> float:
-        samples = [self.train_set[int(i)] for i in indices]
+    def train_step(self, batch: tuple[AtomGraph, Labels]) -> float:
         stress = self.cfg.loss.stress_weight > 0
-        loss, sums = forward_loss(self.net, samples, self.loss, self.device, self.dtype, self.world.size,
+        loss, sums = forward_loss(self.net, batch, self.loss, self.device, self.dtype, self.world.size,
                                   self.cfg.run.bf16, stress)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -382,13 +414,14 @@ class Trainer:
         stopped = False
         while self.epoch < cfg.run.epochs and not stopped:
             batches = self.sampler.batches(self.epoch)
+            loader = Prefetcher(self.train_set, batches, self.step_in_epoch)
             while self.step_in_epoch < len(batches):
                 if cfg.run.max_steps and self.global_step >= cfg.run.max_steps:
                     stopped = True
                     break
                 lr = self.set_lr()
                 t0 = time.perf_counter()
-                loss = self.train_step(batches[self.step_in_epoch])
+                loss = self.train_step(loader.get(self.step_in_epoch))
                 self.train_time += time.perf_counter() - t0
                 self.step_in_epoch += 1
                 self.global_step += 1
@@ -399,6 +432,7 @@ class Trainer:
                     self.writer.add_scalar("train/loss_step", loss, self.global_step)
                 if cfg.run.checkpoint_every and self.global_step % cfg.run.checkpoint_every == 0:
                     self.save_checkpoint()
+            loader.close()
             if stopped:
                 break
             row = self._epoch_row(self.epoch + 1, all_reduce(self.train_sums.clone(), self.device))
@@ -455,10 +489,25 @@ class Trainer:
                     "ema": self.ema is not None, "start": self.cfg.finetune.start}
             model = copy.deepcopy(self.eval_model).float()
             save_model(model, self.run_dir / MODEL_DIR, metadata=meta)
+            link_model_files(self.run_dir)
             plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
             if self.writer is not None:
                 self.writer.close()
             _log(f"model written to {self.run_dir / MODEL_DIR}")
+
+
+def link_model_files(run_dir: Path) -> None:
+    """RUN/config.json and RUN/model.safetensors as relative links into RUN/model, so that the run
+    folder itself loads as a model (`--model RUN`). Skipped where links are not supported."""
+    from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE
+
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        link = run_dir / name
+        try:
+            if not link.is_symlink():
+                link.symlink_to(Path(MODEL_DIR) / name)
+        except OSError:
+            pass
 
 
 def write_metrics(history: list[dict[str, float]], path: Path) -> None:
