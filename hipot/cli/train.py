@@ -36,6 +36,7 @@ def _overrides(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace, preset: str | None) -> int:
+    from ..distributed import world
     from ..training import DataError, load_config, resume, train
 
     try:
@@ -47,7 +48,8 @@ def _run(args: argparse.Namespace, preset: str | None) -> int:
     except (DataError, ValueError, FileExistsError) as e:
         print(f"hipot {args.command}: error: {e}", file=sys.stderr)
         return 2
-    print(path)
+    if world().is_main:
+        print(path)
     return 0
 
 
