@@ -263,6 +263,9 @@ def test_finetune_refits_shifts_and_freezes(data_file, teacher, tmp_path):
     for a, b in zip(tr.model.invariant_layers.parameters(), teacher.invariant_layers.parameters()):
         assert torch.equal(a, b)
     assert not torch.equal(tr.model.readout_out, teacher.readout_out)  # the rest trains
+    resume(tmp_path / "ft", [{"run": {"max_steps": 5}}])  # frozen again after a resume
+    ck = torch.load(tmp_path / "ft" / CHECKPOINT, weights_only=True)
+    assert ck["global_step"] == 5 and torch.equal(ck["model"]["embedding"], teacher.embedding)
     with pytest.raises(ValueError, match="no parameter name starts with 'block.0'"):
         Trainer(config(data_file, tmp_path / "ft2", finetune={"start": str(tmp_path / "start"), "freeze": ["block.0"]}))
 

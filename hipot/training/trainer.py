@@ -173,8 +173,13 @@ class Trainer:
         self.train_set, self.valid_set = self._load_data(cutoff, species)
         if self.model is None:
             self.model = self._build_model(cutoff)
-        elif start and ck is None:
-            self._prepare_finetune()
+        elif start and ck is None and cfg.finetune.refit_shift:
+            self._refit_shift()
+        if cfg.finetune.freeze:  # also when resuming: requires_grad is not part of a state dict
+            from .finetune import freeze
+
+            names = freeze(self.model, cfg.finetune.freeze)
+            _log(f"frozen: {len(names)} parameter tensors ({', '.join(cfg.finetune.freeze)})")
         self.model.to(self.device)
         self.model.set_backend(cfg.run.backend)
         self.model.train()
@@ -264,18 +269,13 @@ class Trainer:
              f"avg_num_neighbors {kw['avg_num_neighbors']:.3f}, shifts {np.round(shift, 4).tolist()} eV")
         return model.to(self.dtype)
 
-    def _prepare_finetune(self) -> None:
-        from .finetune import freeze, refit_shift
+    def _refit_shift(self) -> None:
+        from .finetune import refit_shift
 
-        f = self.cfg.finetune
-        if f.refit_shift:
-            delta = refit_shift(self.model, self.train_set, self.cfg.data.batch_size, self.cfg.statistics.max_frames,
-                                self.cfg.statistics.ridge_alpha)
-            present = [(z, d) for z, d in zip(self.model.species, delta) if d != 0]
-            _log("refitted shifts: " + ", ".join(f"{symbols([z])} {d:+.4f} eV" for z, d in present))
-        if f.freeze:
-            names = freeze(self.model, f.freeze)
-            _log(f"frozen: {len(names)} parameter tensors ({', '.join(f.freeze)})")
+        delta = refit_shift(self.model, self.train_set, self.cfg.data.batch_size, self.cfg.statistics.max_frames,
+                            self.cfg.statistics.ridge_alpha)
+        present = [(z, d) for z, d in zip(self.model.species, delta) if d != 0]
+        _log("refitted shifts: " + ", ".join(f"{symbols([z])} {d:+.4f} eV" for z, d in present))
 
     def _tensorboard(self):
         if not (self.cfg.run.tensorboard and self.world.is_main):
