@@ -1,0 +1,191 @@
+"""The task verbs end to end: every command on a bundled example (EMT as a fast stand-in model),
+torchrun split + merge of predict and relax (2 gloo processes), restart after an interruption."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+
+from conftest import make_tiny, rattled
+from hipot import predict
+from hipot.checkpoint import save_model
+from hipot.cli import main
+from hipot.inference import Evaluator
+from hipot.tasks import relax as relax_module
+from hipot.tasks.relax import relax
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    model = make_tiny(species=[1, 6, 8, 14, 29])
+    save_model(model, d / "tiny")
+    frames = [rattled(bulk("Si", "diamond", a=5.5), 0.1, seed=s) for s in range(3)]
+    frames += [rattled(bulk("Cu", "fcc", a=3.7) * (2, 1, 1), 0.1, seed=4), molecule("CH4")]
+    for k, a in enumerate(frames):
+        a.info["name"] = f"s{k}"
+    ase.io.write(d / "in.extxyz", frames)
+    return d, model, frames
+
+
+def _keys(path) -> set[str]:
+    return set(json.loads(Path(path).read_text()))
+
+
+def test_verbs_on_bundled_examples(tmp_path, capsys):
+    os.chdir(tmp_path)
+    emt = ["--model", "ase:emt", "-q"]
+    assert main(["relax", "example:Cu", "-o", "cu.extxyz", "--json", "r.json", *emt]) == 0
+    (s,) = json.loads(Path("r.json").read_text())["structures"]
+    assert {"energy", "fmax", "steps", "converged"} <= set(s) and s["converged"]
+    assert ase.io.read("cu.extxyz").info["relax_converged"]
+
+    assert main(["eos", "example:Cu", "--json", "e.json", "--plot", "e.png", *emt]) == 0
+    assert {"v0", "b0", "b0_prime", "e0", "volumes", "energies"} <= _keys("e.json") and Path("e.png").stat().st_size
+
+    assert main(["elastic", "example:Cu", "--json", "el.json", *emt]) == 0
+    el = json.loads(Path("el.json").read_text())
+    assert np.array(el["c"]).shape == (6, 6) and 120 < el["k_vrh"] < 150
+
+    assert main(["phonons", "example:Cu", "--supercell", "3", "3", "3", "--json", "p.json", *emt]) == 0
+    p = json.loads(Path("p.json").read_text())
+    assert p["has_imaginary"] is False and Path("phonons.png").stat().st_size and Path("thermal.csv").is_file()
+
+    assert main(["md", "example:Cu", "--repeat", "2", "2", "2", "--steps", "20", "--json", "m.json", *emt]) == 0
+    m = json.loads(Path("m.json").read_text())
+    assert m["steps"] == 20 and m["etot_drift"] is not None and Path("md.log").is_file()
+
+    assert main(["screen", "--elements", "Cu", "Au", "--max-atoms", "2", "--out", "sc", "--json", "s.json", *emt]) == 0
+    sc = json.loads(Path("s.json").read_text())
+    assert sc["n_candidates"] == 4 and {h["prototype"] for h in sc["hull"]} == {"A1", "L1_0"}
+    assert Path("sc/hull.png").stat().st_size and Path("sc/screen.csv").is_file()
+    assert not list(Path("sc").glob(".*parts"))  # partial results removed once merged
+
+    # Bad input: one line, exit status 2, nothing written.
+    capsys.readouterr()
+    assert main(["eos", "example:H2O", "--json", "bad.json", *emt]) == 2
+    assert "periodic in all three directions" in capsys.readouterr().err and not Path("bad.json").exists()
+    assert main(["relax", "nothere.cif", "-o", "x.extxyz", *emt]) == 2
+    assert not Path("x.extxyz").exists()
+
+
+def _torchrun(args: list[str], cwd: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "hipot", *args]
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+
+
+def test_torchrun_predict_split_and_merge(tiny_dir):
+    d, model, frames = tiny_dir
+    _torchrun(["predict", "in.extxyz", "-o", "tr.extxyz", "--model", "tiny", "--device", "cpu", "--dtype", "float64",
+               "--batch-size", "2", "-q"], d)
+    got = ase.io.read(d / "tr.extxyz", ":")
+    ref = predict(frames, model=model, device="cpu", dtype="float64")
+    assert [a.info["name"] for a in got] == [f"s{k}" for k in range(5)]  # input order
+    for a, r in zip(got, ref):
+        assert abs(a.get_potential_energy() - r["energy"]) < 1e-7
+        np.testing.assert_allclose(a.get_forces(), r["forces"], atol=1e-7)  # extxyz precision
+    assert not list(d.glob(".tr.extxyz.parts"))
+
+
+def test_torchrun_relax_split_and_merge(tiny_dir):
+    d, model, frames = tiny_dir
+    _torchrun(["relax", "in.extxyz", "-o", "rel.extxyz", "--model", "tiny", "--device", "cpu", "--dtype", "float64",
+               "--fmax", "1e-4", "--steps", "8", "--json", "rel.json", "-q"], d)
+    got = ase.io.read(d / "rel.extxyz", ":")
+    ref = relax(frames, model, device="cpu", dtype="float64", fmax=1e-4, steps=8)
+    assert [a.info["name"] for a in got] == [f"s{k}" for k in range(5)]
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a.positions, r.atoms.positions, atol=1e-7)
+        assert abs(a.get_potential_energy() - r.energy) < 1e-7 and a.info["relax_steps"] == r.steps
+    assert [s["index"] for s in json.loads((d / "rel.json").read_text())["structures"]] == list(range(5))
+
+
+def _interrupt_after(monkeypatch, owner, attr: str, calls: int) -> None:
+    """Make owner.attr raise KeyboardInterrupt on its call number `calls + 1` (a kill mid-run)."""
+    module = owner
+    original = getattr(module, attr)
+    count = {"n": 0}
+
+    def wrapped(*a, **kw):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise KeyboardInterrupt
+        return original(*a, **kw)
+
+    monkeypatch.setattr(module, attr, wrapped)
+
+
+def _tamper(parts: Path, sentinel: float) -> int:
+    """Mark the first finished record with a sentinel energy and append a torn line (a kill mid-write);
+    returns that record's index."""
+    (part,) = parts.glob("rank*.jsonl")
+    lines = part.read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["d"]["energy"] = sentinel
+    lines[0] = json.dumps(rec)
+    part.write_text("\n".join(lines) + "\n" + '{"i": 4, "d": {"energy": 1.0, "for')
+    return rec["i"]
+
+
+def test_predict_resumes_after_interruption(tiny_dir, monkeypatch):
+    d, model, frames = tiny_dir
+    out = d / "res.extxyz"
+    args = ["predict", str(d / "in.extxyz"), "-o", str(out), "--model", str(d / "tiny"), "--device", "cpu",
+            "--dtype", "float64", "--batch-size", "2", "-q"]
+    with monkeypatch.context() as mp:
+        _interrupt_after(mp, Evaluator, "evaluate", 1)
+        with pytest.raises(KeyboardInterrupt):
+            main(args)
+    assert not out.exists()
+    done = _tamper(d / ".res.extxyz.parts", 12345.0)
+    assert main(args) == 0
+    got = ase.io.read(out, ":")
+    ref = predict(frames, model=model, device="cpu", dtype="float64")
+    assert got[done].get_potential_energy() == 12345.0  # taken from the partial file, not recomputed
+    for k, (a, r) in enumerate(zip(got, ref)):
+        if k != done:
+            assert abs(a.get_potential_energy() - r["energy"]) < 1e-7
+    assert not (d / ".res.extxyz.parts").exists()
+
+
+def test_relax_resumes_after_interruption(tiny_dir, monkeypatch):
+    d, model, frames = tiny_dir
+    out = d / "rres.extxyz"
+    def command(steps: int) -> list[str]:
+        return ["relax", str(d / "in.extxyz"), "-o", str(out), "--model", str(d / "tiny"), "--device", "cpu",
+                "--dtype", "float64", "--fmax", "1e-4", "--steps", str(steps), "--batch-size", "2", "-q"]
+
+    args = command(5)
+    with monkeypatch.context() as mp:
+        _interrupt_after(mp, relax_module, "to_record", 2)
+        with pytest.raises(KeyboardInterrupt):
+            main(args)
+    done = _tamper(d / ".rres.extxyz.parts", -999.0)
+    assert main(args) == 0
+    got = ase.io.read(out, ":")
+    ref = relax(frames, model, device="cpu", dtype="float64", fmax=1e-4, steps=5)
+    assert got[done].get_potential_energy() == -999.0
+    for k, (a, r) in enumerate(zip(got, ref)):
+        if k != done:
+            assert abs(a.get_potential_energy() - r.energy) < 1e-7
+    # A different command (other settings) never reuses these partial results.
+    with monkeypatch.context() as mp:
+        _interrupt_after(mp, relax_module, "to_record", 1)
+        with pytest.raises(KeyboardInterrupt):
+            main(command(6))
+    assert main(args) == 0  # the original command again: starts over, not from the --steps 6 records
+    got2 = ase.io.read(out, ":")
+    for a, r in zip(got2, ref):
+        assert abs(a.get_potential_energy() - r.energy) < 1e-7
