@@ -102,6 +102,11 @@ def test_bad_data_reported_with_file_and_frame(tmp_path):
     assert f"{path}:4: stress has shape (4,)" in msg
     assert f"{path}:5: non-finite force labels on atoms [1]" in msg
     assert f"{path}:0" not in msg
+    # overlapping atoms are found with the neighbour lists
+    close = labelled(Atoms("CO", positions=[[0, 0, 0], [0.05, 0, 0]]), -1.0, stress=False)
+    write(tmp_path / "close.extxyz", [good, close])
+    with pytest.raises(DataError, match=r"close\.extxyz:1: atoms 0 and 1 overlap"):
+        InMemoryDataset(read_samples([tmp_path / "close.extxyz"]), cutoff=4.0)
     # forces of the wrong shape (an ASE database row can hold any array)
     import ase.db
 

@@ -41,6 +41,7 @@ class Sample:
     center: np.ndarray | None = None  # (e,)
     neighbor: np.ndarray | None = None
     shift: np.ndarray | None = None  # (e, 3) integer cell shifts
+    source: str = ""  # "file:frame", for error messages
 
     @property
     def num_atoms(self) -> int:
@@ -238,6 +239,7 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
                 if len(errors) < max_report:
                     errors.append(f"{path}:{k}: " + "; ".join(problems))
                 continue
+            sample.source = f"{path}:{k}"
             samples.append(sample)
             if max_frames is not None and len(samples) >= max_frames:
                 break
@@ -267,7 +269,7 @@ class InMemoryDataset:
     """Samples held in memory with their neighbour lists."""
 
     def __init__(self, samples: list[Sample], cutoff: float):
-        self.samples = [s if s.center is not None else add_neighbors(s, cutoff, label=f"frame {k}")
+        self.samples = [s if s.center is not None else add_neighbors(s, cutoff, label=s.source or f"frame {k}")
                         for k, s in enumerate(samples)]
         self.cutoff = cutoff
 
