@@ -242,6 +242,11 @@ def test_exported_model_loads_in_calculator_and_cli(data_file, tmp_path):
     assert abs(read(tmp_path / "p.extxyz", 0).get_potential_energy() - atoms.get_potential_energy()) < 1e-4
     cfg = (run / "config.yaml").read_text()
     assert "invariant_channels: 8" in cfg and "avg_num_neighbors" in cfg and "species:" in cfg
+    resolved = load_config(run / "config.yaml")  # a resolved config reproduces the model's constants
+    model = load_model_dir(run / "model")[0]
+    assert resolved.statistics.shift == "given"
+    assert resolved.statistics.element_energies["Cu"] == pytest.approx(float(model.shift[2]))
+    assert resolved.statistics.scale == pytest.approx(float(model.scale[0]))
 
 
 def test_finetune_refits_shifts_and_freezes(data_file, teacher, tmp_path):

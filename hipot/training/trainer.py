@@ -265,6 +265,9 @@ class Trainer:
         with torch.no_grad():
             model.scale.fill_(scale)
             model.shift.copy_(torch.as_tensor(shift))
+        # the resolved config.yaml records the numbers, so that it reproduces this model as given
+        st.shift, st.scale, st.avg_num_neighbors = "given", float(scale), float(kw["avg_num_neighbors"])
+        st.element_energies = {symbols([z]): float(e) for z, e in zip(species, shift)}
         _log(f"statistics of {stats.frames} frames: elements {symbols(species)}, scale (force RMS) {scale:.4f} eV/A, "
              f"avg_num_neighbors {kw['avg_num_neighbors']:.3f}, shifts {np.round(shift, 4).tolist()} eV")
         return model.to(self.dtype)
