@@ -87,3 +87,14 @@ def sign_flips(values, tol: float) -> int:
     v = np.asarray(values, float)
     s = np.sign(v[np.abs(v) >= tol])
     return int(np.sum(s[1:] != s[:-1]))
+
+
+def bootstrap_mae_ci(pred, true, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95 % bootstrap interval of the MAE (resampling structures)."""
+    p, t = _pair(pred, true)
+    if p.size < 2:
+        return float("nan"), float("nan")
+    err = np.abs(p - t)
+    rng = np.random.default_rng(seed)
+    means = err[rng.integers(0, err.size, size=(n_boot, err.size))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))

@@ -1,8 +1,7 @@
 """The models under test: a hipot model (batched on the device) and peers through their own ASE
-calculators (one structure at a time). One adapter, `relax_structures`, hides how relaxation is done."""
+calculators (one structure at a time), with single points and relaxation for both."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -114,6 +113,9 @@ def single_points(handle: ModelHandle, structures: Sequence[Atoms], stress: bool
         out.append(res)
         if progress and (k + 1) % 20 == 0:
             progress(k + 1)
+        if (k + 1) % 250 == 0:   # one structure at a time can take minutes: show that it moves
+            from .common import log
+            log(f"{handle.name}: {k + 1}/{len(structures)} single points")
     return out
 
 
@@ -132,59 +134,22 @@ class Relaxed:
 
 def relax_structures(handle: ModelHandle, structures: Sequence[Atoms], *, fmax: float = 0.05, steps: int = 500,
                      relax_cell: bool = True, batch_size: int = 64, progress: bool = False) -> list[Relaxed]:
-    """FIRE (+ FrechetCellFilter when relax_cell) to fmax, at most `steps` steps, for every structure.
+    """FIRE (+ FrechetCellFilter when relax_cell) to fmax, at most `steps` steps, for every structure,
+    through hipot.tasks.relax: batched on the device for a hipot model, one at a time for a peer's
+    calculator (the same ASE optimizer trajectory either way)."""
+    from ..tasks.relax import relax
 
-    Uses hipot.tasks.relax (batched on the GPU for hipot models); falls back to a one-by-one ASE
-    loop while that module is not available."""
-    try:
-        from ..tasks.relax import relax
-    except ImportError:
-        relax = None
-    structures = list(structures)
-    if relax is not None:
-        kw: dict[str, Any] = dict(optimizer="FIRE", fmax=fmax, steps=steps, relax_cell=relax_cell, progress=progress)
-        if handle.batched:
-            kw.update(batch_size=batch_size, max_atoms=4096)
-        results = relax(structures, model=handle.relax_target(), **kw)
-        out = []
-        for r in results:
+    kw: dict[str, Any] = dict(optimizer="FIRE", fmax=fmax, steps=steps, relax_cell=relax_cell, progress=progress)
+    if handle.batched:
+        kw.update(batch_size=batch_size, max_atoms=4096)
+    out = []
+    for r in relax(list(structures), model=handle.relax_target(), **kw):
+        if getattr(r, "error", None):  # a structure the model failed on: keep the slot, mark it failed
+            out.append(Relaxed(r.atoms, float("nan"), float("nan"), int(r.steps), False, None, str(r.error)))
+            continue
+        try:
+            stress = np.array(r.atoms.get_stress()) if np.all(r.atoms.pbc) else None
+        except Exception:  # the relaxed copy need not carry a stress
             stress = None
-            try:
-                stress = np.array(r.atoms.get_stress()) if np.all(r.atoms.pbc) else None
-            except Exception:  # the relaxed copy may carry no stress
-                stress = None
-            if getattr(r, "error", None):  # a structure the model rejected: keep the slot, mark it failed
-                out.append(Relaxed(r.atoms, float("nan"), float("nan"), int(r.steps), False, None, str(r.error)))
-                continue
-            out.append(Relaxed(r.atoms, float(r.energy), float(r.fmax), int(r.steps), bool(r.converged), stress))
-        return out
-    return [_relax_one_ase(handle.calc, a, fmax, steps, relax_cell) for a in structures]  # stand-in
-
-
-def _relax_one_ase(calc, atoms: Atoms, fmax: float, steps: int, relax_cell: bool) -> Relaxed:
-    """Stand-in until hipot.tasks.relax lands: ASE FIRE on the atoms or on a FrechetCellFilter."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-    from ase.filters import FrechetCellFilter
-    from ase.optimize import FIRE
-
-    a = atoms.copy()
-    a.calc = calc
-    target = FrechetCellFilter(a) if relax_cell else a
-    opt = FIRE(target, logfile=None)
-    converged = bool(opt.run(fmax=fmax, steps=steps))
-    f = target.get_forces()
-    res = {"energy": float(a.get_potential_energy()), "forces": np.array(a.get_forces())}
-    stress = np.array(a.get_stress()) if np.all(a.pbc) else None
-    if stress is not None:
-        res["stress"] = stress
-    out = a.copy()
-    out.calc = SinglePointCalculator(out, **res)
-    return Relaxed(out, res["energy"], float(np.sqrt((f ** 2).sum(axis=1)).max()), int(opt.nsteps), converged, stress)
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.t0
+        out.append(Relaxed(r.atoms, float(r.energy), float(r.fmax), int(r.steps), bool(r.converged), stress))
+    return out

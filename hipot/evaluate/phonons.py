@@ -31,8 +31,11 @@ def frequencies(fs, forces_single: list[np.ndarray]) -> dict[str, Any]:
                                    "forces": forces_single[k]} for k in singles]}
     ph.produce_force_constants()
     ph.run_mesh(MESH, with_eigenvectors=False, is_mesh_symmetry=False)
-    mesh = ph.get_mesh_dict()["frequencies"]
-    pts = {name: ph.get_frequencies(q).tolist() for name, q in POINTS.items()}
+    mesh = ph.mesh.frequencies
+    pts = {}
+    for name, q in POINTS.items():
+        res = ph.run_qpoints([q])
+        pts[name] = np.asarray((res if res is not None else ph.qpoints).frequencies[0]).tolist()
     return {"mesh": np.asarray(mesh).ravel().tolist(), "points": pts}
 
 

@@ -57,11 +57,17 @@ def _pyplot():
     return plt
 
 
-def parity(panels: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, ylabel: str, path: Path, unit: str) -> None:
-    """One parity panel per (title, dft, model) with the y = x line and the MAE in the title."""
+def parity(panels: list[tuple[str, np.ndarray, np.ndarray]], xlabel: str, ylabel: str, path: Path, unit: str,
+           ncols: int | None = None) -> None:
+    """One parity panel per (title, dft, model) with the y = x line and the MAE in the title,
+    `ncols` panels per row."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.0), squeeze=False)
-    for ax, (title, t, p) in zip(axes[0], panels):
+    ncols = ncols or len(panels)
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4.0 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, (title, t, p) in zip(axes.ravel(), panels):
         ok = np.isfinite(t) & np.isfinite(p)
         t, p = t[ok], p[ok]
         if t.size:
@@ -93,7 +99,8 @@ def plot_diatomics(by_model: dict[str, dict[str, Any]], ref: dict[str, dict[str,
     have = have[:6]
     if not have:
         return
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7), squeeze=False)
+    nrow = (len(have) + 2) // 3
+    fig, axes = plt.subplots(nrow, 3, figsize=(12, 3.6 * nrow), squeeze=False)
     for ax, el in zip(axes.ravel(), have):
         if el in ref:
             d, e = ref[el]["distances"], ref[el]["energies"]
@@ -123,6 +130,9 @@ def _rel(path: Path, start: Path) -> str:
 
 def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
     manifest, raws = load_raw(raw_dir)
+    order = list(manifest.get("models", {}))
+    raws = {b: dict(sorted(by.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+            for b, by in raws.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     plots.mkdir(parents=True, exist_ok=True)
     main = manifest.get("main_model", "")
@@ -156,6 +166,15 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
         L += ["", f"**{name} skipped:** {why}"]
     L += ["", "Timing per benchmark (s): " + "; ".join(
         f"{b}: " + ", ".join(f"{m} {f(r.get('seconds'), 0)}" for m, r in by.items()) for b, by in raws.items() if by), ""]
+
+    def run_line(bench: str) -> str:
+        by = raws.get(bench, {})
+        def count(r: dict[str, Any]) -> int:
+            items = r.get("items", [])
+            return items[0].get("n_supercells", 1) if bench == "phonons" and items else len(items)
+        ns = ", ".join(f"{m}: {count(r)} structures, {f(r.get('seconds'), 0)} s" for m, r in by.items())
+        return (f"**Run:** `{manifest.get('command', '')}` ({ns}); this benchmark alone: "
+                f"`hipot evaluate --benchmarks {bench}` with the same options.")
 
     summaries = {b: {m: (SUMMARIZE[b](r) if not r.get("error") else None) for m, r in by.items()} for b, by in raws.items()}
     commons = {b: common_ids(by, b) for b, by in raws.items() if b in ID_KEY and by}
@@ -196,7 +215,7 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
     L += ["", "\\* against the hull of the elemental references and the other WBM-972 entries only (section 1).", ""]
 
     # ------------------------------------------------------------------ 1 WBM
-    L += ["## 1. WBM-972: relaxation, formation energy, stability, RMSD", "",
+    L += ["## 1. WBM-972: relaxation, formation energy, stability, RMSD", "", run_line("wbm"), "",
           "**Data:** `matcalc_benchmarks/wbm-random-pbe52-equilibrium-2025.1.json.gz` — 972 random WBM structures, "
           "**DFT-relaxed** (the unrelaxed WBM inputs are not shipped), with PBE/PBE+U total energies and MP2020-corrected "
           "formation energies. Elemental references: lowest MP-PBE polymorph energy per element "
@@ -230,11 +249,12 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
                 if s is None:
                     continue
                 er, es, c = s["e_form_relaxed"], s["e_form_static"], s["class_relaxed"]
-                rows.append([m, s["n"], f(er["mae"]), f(er["rmse"]), f(er["r2"]), f(es["mae"]), f(c["f1"]),
+                ci = er.get("mae_ci95", (float("nan"),) * 2)
+                rows.append([m, s["n"], f"{f(er['mae'])} [{f(ci[0])}, {f(ci[1])}]", f(er["rmse"]), f(er["r2"]), f(es["mae"]), f(c["f1"]),
                              f(c["precision"]), f(c["recall"]), f(c["daf"]), f(s["rmsd_mean"], 4),
                              f"{s['converged']}/{s['n']}", f(s["steps_mean"], 1)])
             return rows
-        hdr = ["model", "n", "MAE relaxed (eV/atom)", "RMSE", "R²", "MAE static", "F1", "precision", "recall", "DAF",
+        hdr = ["model", "n", "MAE relaxed (eV/atom) [95 % CI]", "RMSE", "R²", "MAE static", "F1", "precision", "recall", "DAF",
                "RMSD", "converged", "mean steps"]
         c_ids = commons.get("wbm")
         L += [f"On the {len(c_ids or [])} structures all models were run on:", ""]
@@ -269,14 +289,15 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
         L += [""]
     L += ["**Where the official HIENet numbers are expected to differ, and why:** (1) starting from the DFT-relaxed "
           "geometry makes relaxation short and the RMSD small (the leaderboard RMSD of 0.0795 Å-normalised starts from "
-          "the WBM prototypes, before any DFT relaxation); (2) 972 random structures vs 257k: sampling error of the MAE "
-          "is roughly ±10 %; (3) classification uses a local hull (see above), so F1/DAF are not comparable; (4) the "
-          "WBM labels here use PAW PBE 52 POTCARs (matcalc re-computation, per its README), whereas MPtrj and the "
-          "leaderboard labels use PBE 54-era MP settings, which can shift some elements' energies; (5) hipot reproduces "
+          "the WBM prototypes, before any DFT relaxation); (2) 972 random structures vs 257k: the bootstrap 95 % interval of "
+          "the MAE is in the table; (3) classification uses a local hull (see above), so F1/DAF are not comparable; (4) the labels are Matbench Discovery's own WBM DFT energies (matcalc took them from the Matbench-Discovery "
+          "release, PBE PAW 52 per its README), so labels are not a source of difference; formation-energy errors do "
+          "not depend on the elemental references either, since model and DFT use the same μ_i; "
+          "(5) hipot reproduces "
           "the official model to float32 round-off, so single-point energies equal the official code's.", ""]
 
     # ------------------------------------------------------------------ 2 dcdft
-    L += ["## 2. dcdft: equation of state of 71 elemental crystals vs all-electron PBE", "",
+    L += ["## 2. dcdft: equation of state of 71 elemental crystals vs all-electron PBE", "", run_line("dcdft"), "",
           "**Data:** `ase_collections/dcdft.json` (Delta-test primitive cells; WIEN2k PBE V0, B0, B1). "
           "**Protocol:** the Delta test's: the cell scaled isotropically to 11 volumes from 94 % to 106 % of the WIEN2k "
           "V0, fractional coordinates fixed, no spin, third-order Birch–Murnaghan fit (E cubic in V^(−2/3)). "
@@ -324,7 +345,7 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
               "HIENet has no published dcdft number.", ""]
 
     # ------------------------------------------------------------------ 3 elasticity
-    L += ["## 3. MP elasticity: bulk and shear moduli", "",
+    L += ["## 3. MP elasticity: bulk and shear moduli", "", run_line("elastic"), "",
           "**Data:** `matcalc_benchmarks/mp-binary-pbe-elasticity-2025.1.json.gz` (3953 MP binaries, DFT K_VRH and "
           "G_VRH ≤ 500 GPa); a seeded random subset (first N of one permutation, seed 0; the peers' subset is a prefix "
           "of the same order). **Protocol:** relax cell and ions (FIRE + FrechetCellFilter, fmax 0.05 eV/Å), then 6 "
@@ -344,29 +365,31 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
         L += table(["model", "structures", "n", "K_VRH MAE (GPa)", "K median AE", "K R²", "G_VRH MAE (GPa)",
                     "G median AE", "G R²", "failed"], rows)
         L += [""]
-        panels = []
+        kp, gp = [], []
         for m, r in by.items():
             if r.get("error"):
                 L += [f"**{m}: error** `{r['error']}`", ""]
                 continue
             it = r["items"]
-            panels.append((f"{m}: K_VRH", np.array([i["k_vrh_ref"] for i in it]), np.array([i["k_vrh"] for i in it], float)))
-            panels.append((f"{m}: G_VRH", np.array([i["g_vrh_ref"] for i in it]), np.array([i["g_vrh"] for i in it], float)))
-        if panels:
+            kp.append((f"{m}: K_VRH", np.array([i["k_vrh_ref"] for i in it]), np.array([i["k_vrh"] for i in it], float)))
+            gp.append((f"{m}: G_VRH", np.array([i["g_vrh_ref"] for i in it]), np.array([i["g_vrh"] for i in it], float)))
+        if kp:
             png = plots / f"{prefix}elastic_moduli.png"
-            parity(panels, "MP DFT (GPa)", "model (GPa)", png, "GPa")
+            parity(kp + gp, "MP DFT (GPa)", "model (GPa)", png, "GPa", ncols=len(kp))
             L += [f"![elastic moduli parity]({_rel(png, out.parent)})", ""]
         L += ["**Expected differences:** MPtrj-trained models are known to underestimate moduli (softened PES from "
               "near-equilibrium-poor training data); MP's own DFT values carry fitting noise for soft or unstable "
               "cells. No official HIENet elasticity number is published.", ""]
 
     # ------------------------------------------------------------------ 4 diatomics
-    L += ["## 4. Homonuclear diatomics: smoothness and the 5 Å cutoff", "",
+    L += ["## 4. Homonuclear diatomics: smoothness and the 5 Å cutoff", "", run_line("diatomics"), "",
           "**Data:** `mbd_diatomics/diatomics-dft.json.gz` (PBE curves, MP24-style VASP settings, PBE_64 POTCARs — not "
           "MPtrj's settings, so only shapes are compared). **Protocol:** each X2 dimer in a 30 Å periodic box; energies "
           "and forces on a 0.05 Å grid from 0.5 to 6 Å; the jump is E(r_c + 1e-4 Å) − E(r_c − 1e-4 Å) at the model's "
-          "cutoff (5 Å for all three); force sign flips count sign changes of the radial force along the grid, "
-          "ignoring |F| < 0.01 eV/Å; energy error vs PBE with both curves referenced to their value at the largest "
+          "cutoff (5 Å for all three); force sign flips (and flips of dE between grid points) count sign changes of the radial force along "
+          "the grid from 0.8 × the PBE bond length outwards, ignoring |F| < 0.01 eV/Å (a physical curve has one: "
+          "repulsive inside the minimum, attractive outside, zero beyond the cutoff); the force total variation "
+          "sums |ΔF| over the same points; energy error vs PBE with both curves referenced to their value at the largest "
           "PBE distance (6 Å); bond length error = distance of the minimum on the PBE distance grid.", ""]
     by = raws.get("diatomics", {})
     if by:
@@ -377,21 +400,25 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
                     continue
                 rows.append([m, label, s["n"], f(s["jump_mean"]), f(s["jump_median"]),
                              f"{f(s['jump_max'])} ({s['jump_max_element']})", f"{s['jump_over_10meV']}/{s['n']}",
-                             f(s["force_flips"], 2), f(s["energy_diff_flips"], 2), f(s["force_total_variation"], 0),
+                             f(s.get("force_jump_mean")), f(s["force_flips"], 2), f(s["energy_diff_flips"], 2), f(s["force_total_variation"], 0),
                              f(s["energy_mae_vs_pbe"]), f(s["bond_length_error"]), f(s["well_depth_error"])])
-        L += table(["model", "structures", "n", "mean |jump| (eV)", "median |jump|", "max |jump|", "|jump| > 10 meV",
-                    "force flips", "dE flips", "force total variation (eV/Å)", "E MAE vs PBE (eV)", "bond length error (Å)",
+        L += table(["model", "structures", "n", "mean abs. jump (eV)", "median abs. jump", "max abs. jump", "abs. jump > 10 meV",
+                    "mean abs. force jump (eV/Å)", "force flips", "dE flips", "force total variation (eV/Å)", "E MAE vs PBE (eV)", "bond length error (Å)",
                     "well depth error (eV)"], rows)
         L += [""]
         main_sum = summaries.get("diatomics", {}).get(main)
-        if main_sum and main_sum.get("n"):
+        if main_sum and main_sum.get("n") and main_sum["jump_mean"] <= 1e-3:
+            L += [f"{main}: no energy discontinuity at its cutoff (mean |jump| {f(main_sum['jump_mean'], 5)} eV).", ""]
+        elif main_sum and main_sum.get("n"):
             L += [f"**{main} has an energy discontinuity at its 5 Å cutoff**: mean |jump| {f(main_sum['jump_mean'])} eV "
                   f"over {main_sum['n']} dimers, up to {f(main_sum['jump_max'])} eV ({main_sum['jump_max_element']}2). "
-                  "This is the official HIENet-V3 function, reproduced on purpose: its invariant attention layer "
+                  "This is how the HIENet architecture behaves, and the official HIENet-V3 with it (hipot reproduces it on purpose): its invariant attention layer "
                   "sums messages built from the neighbour's features and an edge bias that do not vanish at the "
-                  "cutoff (design spec §4, §9.1). Forces stay finite (the radial basis is enveloped), so relaxations "
-                  "and MD feel no force jump, but energies are discontinuous whenever a pair crosses 5 Å (E–V curves, "
-                  "NVE energy drift). The published Matbench-Discovery diatomic energy_jump for HIENet is listed below; "
+                  "cutoff (design spec §4, §9.1). The forces on the two sides agree (the radial basis and its derivatives vanish at "
+                  "the cutoff, see the force-jump column), so optimizers and MD see a continuous force field, but that "
+                  "field is not the gradient of the reported energy across 5 Å: total energy jumps whenever a pair "
+                  "crosses the cutoff (steps in E–V curves, apparent NVE energy drift, errors in energy differences "
+                  "between structures with neighbours just inside and just outside 5 Å). The published Matbench-Discovery diatomic energy_jump for HIENet is listed below; "
                   "its definition (summed over jumps detected along the curve) differs from the single-point jump here.", ""]
         dft = {}
         try:
@@ -410,7 +437,7 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
                                            "pbe_energy_mae", "pbe_bond_length_error") if k in card) + ".", ""]
 
     # ------------------------------------------------------------------ 5 phonons
-    L += ["## 5. Phonons and thermal conductivity", "",
+    L += ["## 5. Phonons and thermal conductivity", "", run_line("phonons"), "",
           "**Data:** `phono3py_examples/Si-PBE` — diamond Si, 2×2×2 conventional supercell (64 atoms), 111 displaced "
           "supercells (1 single + 110 pair displacements of 0.03 Å) with VASP PBE forces. **Protocol:** model forces on "
           "the same displaced supercells (at the PBE lattice constant 5.466 Å, not the model's own); force MAE over "
@@ -432,7 +459,7 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
             pts = lambda name: " / ".join(f(x, 2) for x in sorted(set(np.round(first.get(name, []), 2))))
             rows.append(["PBE (VASP)", "", "", "", "", "", "", pts("Gamma_dft"), pts("X_dft"), pts("L_dft")])
         L += table(["model", "supercells", "force MAE (eV/Å)", "force RMSE", "force R²",
-                    "max |F| undisplaced", "freq. MAE 8³ mesh (THz)", "Γ (THz)", "X (THz)", "L (THz)"], rows)
+                    "max abs. force, undisplaced cell", "freq. MAE 8³ mesh (THz)", "Γ (THz)", "X (THz)", "L (THz)"], rows)
         L += [""]
     kappa_note = ("**Thermal conductivity (κ_SRME) is not evaluated.** `mbd_kappa103/kappa-103-analysis.jsonl` holds the "
                   "DFT κ values of the 103 phononDB compounds but not their structures or force sets, phono3py is not a "

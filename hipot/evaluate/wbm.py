@@ -8,7 +8,7 @@ import numpy as np
 
 from .common import Options, log, pick
 from .data import WBMEntry, element_refs, load_wbm
-from .metrics import classification, regression
+from .metrics import bootstrap_mae_ci, classification, regression
 from .models import ModelHandle, relax_structures, single_points
 
 FMAX, STEPS = 0.05, 500   # Matbench Discovery: FIRE + FrechetCellFilter, fmax 0.05 eV/A, at most 500 steps
@@ -66,6 +66,28 @@ def rmsd(relaxed, reference) -> float:
     return float(res[0]) if res is not None else float("nan")
 
 
+def _rmsd_job(pair) -> float:
+    try:
+        return rmsd(*pair)
+    except Exception:  # a failed match is a missing value, not a failed benchmark
+        return float("nan")
+
+
+def rmsd_many(pairs: list, workers: int | None = None) -> list[float]:
+    """RMSDs in parallel processes (StructureMatcher takes ~0.1 s a structure). Forked workers
+    only run pymatgen, never torch/CUDA."""
+    import multiprocessing
+    import os
+
+    import pymatgen.analysis.structure_matcher  # noqa: F401  (ImportError here, not in the workers)
+
+    workers = workers or min(16, os.cpu_count() or 1)
+    if workers <= 1 or len(pairs) < 16:
+        return [_rmsd_job(p) for p in pairs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(_rmsd_job, pairs, chunksize=4)
+
+
 def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     entries = load_wbm(opts.data_dir)
     mu = element_refs(opts.data_dir)
@@ -82,13 +104,14 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     log(f"wbm: {handle.name}: relaxing {len(chosen)} structures (FIRE + FrechetCellFilter, fmax {FMAX}, <= {STEPS} steps)")
     relaxed = relax_structures(handle, [e.atoms for e in chosen], fmax=FMAX, steps=STEPS, relax_cell=True,
                                batch_size=opts.batch_size, progress=True)
+    log(f"wbm: {handle.name}: RMSD of {len(chosen)} relaxed structures against DFT (StructureMatcher)")
+    try:
+        rmsds = rmsd_many([(r.atoms, e.atoms) for r, e in zip(relaxed, chosen)])
+    except ImportError:
+        rmsds = [float("nan")] * len(chosen)
     items = []
     add_corr = not handle.energy_includes_mp2020
-    for k, (i, e, s, r) in enumerate(zip(idx, chosen, static, relaxed)):
-        try:
-            d = rmsd(r.atoms, e.atoms)
-        except ImportError:
-            d = float("nan")
+    for k, (i, e, s, r, d) in enumerate(zip(idx, chosen, static, relaxed, rmsds)):
         items.append({
             "material_id": e.material_id, "formula": e.formula, "n_atoms": len(e.atoms),
             "e_form_dft": e.e_form, "correction_per_atom": e.correction / len(e.atoms), "e_hull_dft": hull[i],
@@ -111,6 +134,7 @@ def summarize(raw: dict[str, Any], ids: set[str] | None = None) -> dict[str, Any
     for key in ("relaxed", "static"):
         pred = np.array([it[f"e_form_{key}"] for it in items])
         out[f"e_form_{key}"] = regression(pred, e_dft)
+        out[f"e_form_{key}"]["mae_ci95"] = bootstrap_mae_ci(pred, e_dft)
         hull = np.array([it["e_hull_dft"] for it in items])
         # Matbench Discovery: predicted hull distance = DFT hull distance + (model - DFT) formation energy
         out[f"class_{key}"] = classification(hull + pred - e_dft, hull)
