@@ -38,6 +38,8 @@ def setup(device: str | torch.device = "auto", timeout: timedelta | None = None)
         device = f"cuda:{w.local_rank}"
     dev = torch.device(device)
     if dev.type == "cuda":
+        if dev.index is None:  # set_device needs an index
+            dev = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(dev)
     if w.size > 1 and not dist.is_initialized():
         kw = {"timeout": timeout} if timeout is not None else {}
