@@ -12,8 +12,9 @@ INPUT_HELP = "structure file ASE reads (extxyz, CIF, POSCAR, ...) or a bundled e
              "example:MgO, example:H2O"
 
 
-def _model(args: argparse.Namespace):
-    """The model of --model: a hipot model (loaded once, on --device), or 'ase:emt' (ASE's EMT, a cheap stand-in)."""
+def _model(args: argparse.Namespace, device=None):
+    """The model of --model: a hipot model (loaded once, on `device` or --device), or 'ase:emt' (ASE's EMT,
+    a cheap stand-in)."""
     if args.model.lower() == "ase:emt":
         from ase.calculators.emt import EMT
 
@@ -22,7 +23,16 @@ def _model(args: argparse.Namespace):
         raise SystemExit(f"hipot {args.command}: unknown ASE calculator {args.model!r} (only ase:emt)")
     from ..inference import Evaluator
 
-    return Evaluator(args.model, args.device, args.dtype, backend=args.backend)
+    return Evaluator(args.model, device if device is not None else args.device, args.dtype, backend=args.backend)
+
+
+def _rank_device(args: argparse.Namespace):
+    """This rank's device under torchrun (cuda:LOCAL_RANK), joining the process group; --device otherwise."""
+    from datetime import timedelta
+
+    from ..distributed import setup
+
+    return setup(args.device, timeout=timedelta(days=7))[1]
 
 
 def _one(args: argparse.Namespace):
@@ -56,7 +66,9 @@ def _friendly(func):
 
 
 def _say(args: argparse.Namespace, msg: str) -> None:
-    if not getattr(args, "quiet", False):
+    from ..distributed import world
+
+    if not getattr(args, "quiet", False) and world().is_main:
         print(msg, file=sys.stderr)
 
 
@@ -95,7 +107,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
                     symmetry=args.symmetry, index=args.index)
     key = _run_key(args, [args.input], **settings)
     settings.pop("index")
-    results = relax_resumable(frames, args.output, key, _model(args), device=args.device, progress=not args.quiet,
+    dev = _rank_device(args)
+    results = relax_resumable(frames, args.output, key, _model(args, dev), device=str(dev), progress=not args.quiet,
                               batch_size=args.batch_size, max_atoms=args.max_atoms, trajectory=args.trajectory,
                               **settings)
     if results is not None:
@@ -215,7 +228,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
                     lattice=args.lattice, max_atoms=args.max_atoms)
     key = _run_key(args, files, **settings)
     _say(args, f"screen: {len(structures)} candidate structure(s)")
-    results = relax_resumable(structures, relaxed_path, key, _model(args), device=args.device,
+    dev = _rank_device(args)
+    results = relax_resumable(structures, relaxed_path, key, _model(args, dev), device=str(dev),
                               progress=not args.quiet, batch_size=args.batch_size, optimizer=args.optimizer,
                               fmax=args.fmax, steps=args.steps, relax_cell=True)
     if results is not None:

@@ -461,6 +461,15 @@ def write_report(raw_dir: Path, out: Path, plots: Path) -> Path:
         L += table(["model", "supercells", "force MAE (eV/Å)", "force RMSE", "force R²",
                     "max abs. force, undisplaced cell", "freq. MAE 8³ mesh (THz)", "Γ (THz)", "X (THz)", "L (THz)"], rows)
         L += [""]
+        panels = []
+        for m, r in by.items():
+            it = (r.get("items") or [{}])[0]
+            if "freq_model" in it:
+                panels.append((m, np.array(it["freq_dft"]["mesh"]), np.array(it["freq_model"]["mesh"])))
+        if panels:
+            png = plots / f"{prefix}phonons_si.png"
+            parity(panels, "PBE frequency (THz)", "model frequency (THz)", png, "THz")
+            L += [f"![Si phonon frequencies, 8x8x8 mesh]({_rel(png, out.parent)})", ""]
     kappa_note = ("**Thermal conductivity (κ_SRME) is not evaluated.** `mbd_kappa103/kappa-103-analysis.jsonl` holds the "
                   "DFT κ values of the 103 phononDB compounds but not their structures or force sets, phono3py is not a "
                   "dependency, and the only PBE third-order force set shipped (Si-PBE) is a single compound. The "
