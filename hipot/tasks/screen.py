@@ -134,11 +134,19 @@ class ScreenResult(Result):
             hx, hy = x[on], ef[on]
             order = np.argsort(hx)
             ax.plot(hx[order], hy[order], "-o", color="C3", ms=6, label="hull", zorder=3)
+            placed: dict[float, list[float]] = {}  # grey labels already at each composition
             for r, xi, yi in zip(ok, x, ef):
                 if r["on_hull"] and 0 < xi < 1:
                     label = r["formula"] + (f" ({r['prototype']})" if r["prototype"] else "")
                     ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(0, -14), ha="center",
                                 fontsize=8, color="C3")
+                elif r["prototype"] and 0 < xi < 1:  # named orderings off the hull, for reference
+                    near = placed.setdefault(round(float(xi), 3), [])
+                    dy = -9 * sum(abs(yi - y) < 0.004 * (ef.max() - ef.min() + 1e-9) * 3 for y in near)
+                    near.append(yi)
+                    ax.annotate(r["prototype"], (xi, yi), textcoords="offset points", xytext=(6, dy), va="center",
+                                fontsize=7, color="0.4")
+            ax.margins(y=0.12)
             ax.set_xlabel(f"x in {self.elements[0]}$_{{1-x}}${b}$_x$")
             ax.set_xlim(-0.03, 1.03)
         else:
