@@ -120,9 +120,13 @@ class Supercell:
 def space_group(p: Parent, symprec: float = 1e-5) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Operations of the parent as (R acting on fractional columns, site map b -> b', integer shift of
     each site's image): R p_b + t = p_b' + shift_b."""
+    import warnings
+
     import spglib
 
-    ds = spglib.get_symmetry((p.cell, p.sites, [1] * len(p.sites)), symprec=symprec)
+    with warnings.catch_warnings():  # spglib 2.5+ warns about its legacy error handling on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = spglib.get_symmetry((p.cell, p.sites, [1] * len(p.sites)), symprec=symprec)
     ops = []
     for r, t in zip(ds["rotations"], ds["translations"]):
         img = p.sites @ r.T + t

@@ -52,10 +52,14 @@ def atomic_volume(symbol: str) -> float:
 
 
 def spacegroup(atoms: Atoms, symprec: float = 1e-3) -> tuple[int, str]:
+    import warnings
+
     import spglib
 
-    ds = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
-                                     symprec=symprec)
+    with warnings.catch_warnings():  # spglib 2.5+ warns about its legacy error handling on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
+                                         symprec=symprec)
     return (int(ds.number), str(ds.international)) if ds is not None else (0, "?")
 
 
