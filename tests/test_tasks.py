@@ -223,3 +223,17 @@ def test_screen_emt_copper_gold(tmp_path):
     r.plot(str(tmp_path / "h.png"))
     assert (tmp_path / "s.csv").read_text().count("\n") == 5
     assert set(r.to_dict()) >= {"elements", "lattice", "hull", "rows", "references"}
+
+
+def test_screen_candidates_round_trip_through_extxyz(tmp_path):
+    """Candidates written by `hipot screen` read back with the same ids and prototypes (--candidates)."""
+    import ase.io
+
+    from hipot.tasks.screen import candidates
+
+    cands = candidates(["Cu", "Au"], "fcc", 3)
+    ase.io.write(tmp_path / "c.extxyz", cands)
+    back = ase.io.read(tmp_path / "c.extxyz", ":")
+    assert [a.info["id"] for a in back] == [a.info["id"] for a in cands]
+    assert [a.info.get("prototype", "") for a in back] == [a.info.get("prototype", "") for a in cands]
+    assert Counter(a.info.get("prototype", "") for a in cands) == Counter({"": 6, "A1": 2, "L1_0": 1, "L1_1": 1})

@@ -84,7 +84,9 @@ def candidates(elements: Sequence[str], lattice: str = "fcc", max_atoms: int = 4
         number, symbol = spacegroup(atoms, 1e-5)
         counts = tuple(sorted(int(c) for c in np.bincount(o["colors"]) if c > 0))
         atoms.info["spacegroup_ideal"] = f"{symbol} ({number})"
-        atoms.info["prototype"] = PROTOTYPES.get((lattice, number, n, counts), "")
+        proto = PROTOTYPES.get((lattice, number, n, counts))
+        if proto:  # only named ones: extxyz cannot round-trip an empty string value
+            atoms.info["prototype"] = proto
         atoms.info["hnf"] = " ".join(str(x) for x in o["hnf"].ravel())
         out.append(atoms)
     return out
