@@ -39,7 +39,8 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
         n = len(e.atoms)
         vols = np.array([frames[j].get_volume() / n for j in sel])
         ens = np.array([float(res[j]["energy"]) / n for j in sel])
-        v0, b0, b1, _ = birch_murnaghan_fit(vols, ens)
+        # a structure the model could not evaluate (unknown element) has NaN energies: no fit
+        v0, b0, b1, _ = birch_murnaghan_fit(vols, ens) if np.all(np.isfinite(ens)) else (float("nan"),) * 4
         items.append({"element": e.element, "n_atoms": n, "v0_ref": e.v0, "b0_ref": e.b0, "b1_ref": e.b1,
                       "v0": v0, "b0": b0 * EV_A3_TO_GPA, "b1": b1, "volumes": vols.tolist(), "energies": ens.tolist()})
     log(f"dcdft: {handle.name}: done")

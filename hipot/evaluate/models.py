@@ -107,9 +107,14 @@ def single_points(handle: ModelHandle, structures: Sequence[Atoms], stress: bool
     for k, atoms in enumerate(structures):
         a = atoms.copy()
         a.calc = handle.calc
-        res = {"energy": float(a.get_potential_energy()), "forces": np.array(a.get_forces())}
-        if "stress" in props:
-            res["stress"] = np.array(a.get_stress())
+        try:
+            res = {"energy": float(a.get_potential_energy()), "forces": np.array(a.get_forces())}
+            if "stress" in props:
+                res["stress"] = np.array(a.get_stress())
+        except Exception as e:  # noqa: BLE001 (e.g. an element the peer does not know): a missing value
+            res = {"energy": float("nan"), "forces": np.full((len(a), 3), np.nan), "error": f"{type(e).__name__}: {e}"}
+            if "stress" in props:
+                res["stress"] = np.full(6, np.nan)
         out.append(res)
         if progress and (k + 1) % 20 == 0:
             progress(k + 1)

@@ -36,7 +36,7 @@ def frequencies(fs, forces_single: list[np.ndarray]) -> dict[str, Any]:
     for name, q in POINTS.items():
         res = ph.run_qpoints([q])
         pts[name] = np.asarray((res if res is not None else ph.qpoints).frequencies[0]).tolist()
-    return {"mesh": np.asarray(mesh).ravel().tolist(), "points": pts}
+    return {"mesh": np.round(np.asarray(mesh).ravel(), 4).tolist(), "points": pts}
 
 
 def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:

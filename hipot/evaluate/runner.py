@@ -32,7 +32,7 @@ def write_json(path: Path, obj: Any) -> None:
     """Atomic write (tmp + rename), NaN kept as JSON NaN (Python's json reads it back)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, default=_default, indent=1))
+    tmp.write_text(json.dumps(obj, default=_default))  # compact: the full run holds ~10^5 numbers
     tmp.replace(path)
 
 

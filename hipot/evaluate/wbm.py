@@ -84,8 +84,15 @@ def rmsd_many(pairs: list, workers: int | None = None) -> list[float]:
     workers = workers or min(16, os.cpu_count() or 1)
     if workers <= 1 or len(pairs) < 16:
         return [_rmsd_job(p) for p in pairs]
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        return pool.map(_rmsd_job, pairs, chunksize=4)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            # a generous timeout: a wedged worker must cost minutes, not the whole run
+            return pool.map_async(_rmsd_job, pairs, chunksize=4).get(timeout=60 + 2.0 * len(pairs))
+    except Exception as e:  # noqa: BLE001 (timeout or a pool failure: fall back to one process)
+        from .common import log
+
+        log(f"wbm: parallel RMSD failed ({e!r}); computing serially")
+        return [_rmsd_job(p) for p in pairs]
 
 
 def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
