@@ -57,10 +57,12 @@ def run_all(model: str, peers: Sequence[str], benchmarks: Sequence[str], opts: O
     raw_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = raw_dir / "run.json"
     manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if resume and manifest_path.exists() else {}
-    manifest.update({"command": command, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "device": device_name(device), "dtype": dtype, "quick": opts.quick,
+    # a --resume run (e.g. the peers in a later call) adds to the record of the earlier ones
+    manifest.setdefault("commands", []).append(command)
+    manifest.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest.update({"command": command, "device": device_name(device), "dtype": dtype, "quick": opts.quick,
                      "limits": opts.limits, "peer_limits": opts.peer_limits, "benchmarks": list(benchmarks),
-                     "main_model": model})
+                     "main_model": model, "data_dir": str(opts.data_dir)})
     manifest.setdefault("models", {})
     manifest.setdefault("skipped", {})
     loaders = [(model, "hipot")] + [(p, "peer") for p in peers]
@@ -79,7 +81,8 @@ def run_all(model: str, peers: Sequence[str], benchmarks: Sequence[str], opts: O
             continue
         log(f"{name}: loaded in {time.perf_counter() - t0:.1f}s ({handle.version})")
         manifest["models"][name] = {"kind": kind, "version": handle.version, "cutoff": handle.cutoff,
-                                    "energy_includes_mp2020": handle.energy_includes_mp2020}
+                                    "energy_includes_mp2020": handle.energy_includes_mp2020,
+                                    "device": manifest["device"], "command": command}
         for bench in todo:
             t0 = time.perf_counter()
             try:

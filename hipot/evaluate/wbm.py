@@ -103,8 +103,8 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     try:
         hull = _hull_cached(opts.data_dir)
     except ImportError:
-        hull = [float("nan")] * len(entries)
-        log("wbm: pymatgen missing: no hull distances, no classification")
+        hull = [None] * len(entries)   # filled in when the report is written where pymatgen is installed
+        log("wbm: pymatgen missing: hull distances left to the report step")
     chosen = [entries[i] for i in idx]
     log(f"wbm: {handle.name}: single points at the DFT geometries ({len(chosen)} structures)")
     static = single_points(handle, [e.atoms for e in chosen], batch_size=opts.batch_size)
@@ -115,7 +115,8 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     try:
         rmsds = rmsd_many([(r.atoms, e.atoms) for r, e in zip(relaxed, chosen)])
     except ImportError:
-        rmsds = [float("nan")] * len(chosen)
+        rmsds = [None] * len(chosen)   # computed by the report step from the stored relaxed structures
+        log("wbm: pymatgen missing: RMSD left to the report step")
     items = []
     add_corr = not handle.energy_includes_mp2020
     for k, (i, e, s, r, d) in enumerate(zip(idx, chosen, static, relaxed, rmsds)):
@@ -126,6 +127,9 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
             "e_form_relaxed": formation_energy(r.energy, e, mu, add_corr),
             "energy_relaxed": r.energy, "steps": r.steps, "converged": r.converged, "fmax": r.fmax,
             "rmsd": d, "volume_change": float(r.atoms.get_volume() / e.atoms.get_volume() - 1.0),
+            # the relaxed structure (same atom order as the DFT one): RMSD can be recomputed from the raw file
+            "relaxed_cell": np.round(r.atoms.cell.array, 6).tolist(),
+            "relaxed_positions": np.round(r.atoms.positions, 6).tolist(),
         })
     log(f"wbm: {handle.name}: done")
     return {"settings": {"fmax": FMAX, "steps": STEPS, "optimizer": "FIRE", "cell_filter": "FrechetCellFilter",
@@ -142,13 +146,44 @@ def summarize(raw: dict[str, Any], ids: set[str] | None = None) -> dict[str, Any
         pred = np.array([it[f"e_form_{key}"] for it in items])
         out[f"e_form_{key}"] = regression(pred, e_dft)
         out[f"e_form_{key}"]["mae_ci95"] = bootstrap_mae_ci(pred, e_dft)
-        hull = np.array([it["e_hull_dft"] for it in items])
+        hull = np.array([np.nan if it["e_hull_dft"] is None else it["e_hull_dft"] for it in items], float)
         # Matbench Discovery: predicted hull distance = DFT hull distance + (model - DFT) formation energy
         out[f"class_{key}"] = classification(hull + pred - e_dft, hull)
-    rm = np.array([it["rmsd"] for it in items], float)
+    rm = np.array([np.nan if it["rmsd"] is None else it["rmsd"] for it in items], float)
     out["rmsd_mean"] = float(np.nanmean(rm)) if np.isfinite(rm).any() else float("nan")
     out["rmsd_unmatched"] = int(np.sum(~np.isfinite(rm)))
     out["converged"] = int(sum(bool(it["converged"]) for it in items))
     out["steps_mean"] = float(np.mean([it["steps"] for it in items])) if items else float("nan")
     out["volume_change_mae"] = float(np.mean(np.abs([it["volume_change"] for it in items]))) if items else float("nan")
     return out
+
+
+def complete(raw: dict[str, Any], data_dir) -> bool:
+    """Fill in what a run without pymatgen left open (hull distances, RMSDs: stored as null),
+    from the data and the stored relaxed structures. Returns whether anything changed."""
+    items = raw.get("items", [])
+    need_hull = [it for it in items if it.get("e_hull_dft", 0) is None]
+    need_rmsd = [it for it in items if it.get("rmsd", 0) is None and "relaxed_positions" in it]
+    if not (need_hull or need_rmsd):
+        return False
+    try:
+        import pymatgen.core  # noqa: F401
+    except ImportError:
+        return False
+    entries = load_wbm(data_dir)
+    by_id = {e.material_id: e for e in entries}
+    if need_hull:
+        hull = dict(zip((e.material_id for e in entries), _hull_cached(data_dir)))
+        for it in need_hull:
+            it["e_hull_dft"] = hull[it["material_id"]]
+    if need_rmsd:
+        pairs = []
+        for it in need_rmsd:
+            ref = by_id[it["material_id"]].atoms
+            relaxed = ref.copy()
+            relaxed.set_cell(np.array(it["relaxed_cell"]))
+            relaxed.positions = np.array(it["relaxed_positions"])
+            pairs.append((relaxed, ref))
+        for it, d in zip(need_rmsd, rmsd_many(pairs)):
+            it["rmsd"] = d
+    return True
