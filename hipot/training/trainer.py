@@ -36,6 +36,7 @@ from .statistics import compute_statistics, given_element_energies
 from .store import H5Store, is_store
 
 CHECKPOINT = "checkpoints/last.pt"
+LOG_EVERY = 10  # steps between loss readings for the progress bar and TensorBoard
 MODEL_DIR = "model"
 
 
@@ -66,10 +67,9 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        for e, p in zip(self.model.parameters(), model.parameters()):
-            e.lerp_(p.detach(), 1.0 - d)
-        for e, b in zip(self.model.buffers(), model.buffers()):
-            e.copy_(b)
+        # one fused launch group for all weights (a GPU step is launch-bound on small batches)
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1.0 - d)
+        torch._foreach_copy_(list(self.model.buffers()), list(model.buffers()))
 
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "updates": self.updates}
@@ -80,11 +80,11 @@ class EMA:
 
 
 def all_reduce(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Sum over processes (identity when alone)."""
+    """Sum over processes (identity when alone), on `device`: no host sync here."""
+    t = t.to(device)
     if dist.is_available() and dist.is_initialized():
-        t = t.to(device)
         dist.all_reduce(t)
-    return t.cpu()
+    return t
 
 
 def forward_loss(model: nn.Module, batch: tuple[AtomGraph, Labels], loss: Loss, device: torch.device,
@@ -203,7 +203,8 @@ class Trainer:
         self.steps_per_epoch = len(self.sampler)
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict[str, float]] = []
-        self.train_sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64)
+        # error sums of the epoch so far, kept on the device (read once per epoch)
+        self.train_sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64, device=self.device)
         self.train_time = 0.0
         if ck is not None:
             self._restore(ck)
@@ -306,7 +307,7 @@ class Trainer:
             ck = {"model_config": self.model.config.to_dict(), "model": self.model.state_dict(),
                   "optimizer": self.optimizer.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
                   "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-                  "train_sums": self.train_sums.clone(), "history": self.history, "rng": rng,
+                  "train_sums": self.train_sums.cpu(), "history": self.history, "rng": rng,
                   "world_size": self.world.size, "train_time": self.train_time}
             path = self.run_dir / CHECKPOINT
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -323,7 +324,7 @@ class Trainer:
         if self.ema is not None and ck["ema"] is not None:
             self.ema.load_state_dict(ck["ema"])
         self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
-        self.train_sums = ck["train_sums"].clone()
+        self.train_sums = ck["train_sums"].to(self.device)
         self.history = list(ck["history"])
         self.train_time = float(ck.get("train_time", 0.0))
         rng = ck["rng"]
@@ -345,7 +346,8 @@ class Trainer:
             g["lr"] = lr
         return lr
 
-    def train_step(self, batch: tuple[AtomGraph, Labels]) -> float:
+    def train_step(self, batch: tuple[AtomGraph, Labels]) -> torch.Tensor:
+        """One optimiser step; returns the loss as a device tensor (reading it would sync)."""
         stress = self.cfg.loss.stress_weight > 0
         loss, sums = forward_loss(self.net, batch, self.loss, self.device, self.dtype, self.world.size,
                                   self.cfg.run.bf16, stress)
@@ -357,8 +359,8 @@ class Trainer:
         self.optimizer.step()
         if self.ema is not None:
             self.ema.update(self.model)
-        self.train_sums += sums.cpu()
-        return float(loss.detach()) / self.world.size
+        self.train_sums += sums
+        return loss.detach() / self.world.size
 
     @property
     def eval_model(self) -> HIENet:
@@ -369,7 +371,7 @@ class Trainer:
         from ..inference import weights_frozen
 
         ds = ds if ds is not None else self.valid_set
-        sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64)
+        sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64, device=self.device)
         if ds is None:
             return sums
         model = self.eval_model
@@ -383,7 +385,7 @@ class Trainer:
                 graph, labels = graph.to(self.device, self.dtype), labels.to(self.device, self.dtype)
                 pred = model(graph, forces=True, stress=bool(labels.has_stress.any()))
                 _, s = self.loss(pred, labels, Loss.counts(labels))
-                sums += s.cpu()
+                sums += s
         model.train(was_training)
         return all_reduce(sums, self.device)
 
@@ -430,9 +432,12 @@ class Trainer:
                 self.global_step += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4g}", lr=f"{lr:.3g}")
-                if self.writer is not None:
-                    self.writer.add_scalar("train/loss_step", loss, self.global_step)
+                if self.global_step % LOG_EVERY == 0 or self.step_in_epoch == len(batches):
+                    value = float(loss)  # a host sync: only every LOG_EVERY steps
+                    if bar is not None:
+                        bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4g}", lr=f"{lr:.3g}")
+                    if self.writer is not None:
+                        self.writer.add_scalar("train/loss_step", value, self.global_step)
                 if cfg.run.checkpoint_every and self.global_step % cfg.run.checkpoint_every == 0:
                     self.save_checkpoint()
             loader.close()
