@@ -576,6 +576,8 @@ def train(cfg: TrainConfig) -> Path:
 def resume(run_dir: str | Path, overrides: list[dict[str, Any]] | None = None) -> Path:
     """Continue the run in `run_dir` from its last checkpoint (overrides, e.g. more epochs, apply on top)."""
     run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir}: no run to resume (needs config.yaml and {CHECKPOINT})")
     cfg = load_config(run_dir / "config.yaml", overrides=overrides)
     cfg.run.out = str(run_dir)
     return Trainer(cfg, resume=True).run()
