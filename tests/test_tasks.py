@@ -53,7 +53,7 @@ def test_batched_relax_equals_sequential_ase(tiny, optimizer):
 def test_relax_converges_and_keeps_space_group():
     from hipot.tasks.screen import candidates, spacegroup
 
-    l12 = next(a for a in candidates(["Cu", "Au"], "fcc", 4) if a.info["prototype"] == "L1_2")
+    l12 = next(a for a in candidates(["Cu", "Au"], "fcc", 4) if a.info.get("prototype") == "L1_2")
     start = l12.copy()
     start.set_cell(start.cell.array * 1.03, scale_atoms=True)
     (r,) = relax([start], EMT(), fmax=0.01, steps=300, symmetry=True)
