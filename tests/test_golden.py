@@ -45,7 +45,7 @@ def assert_matches(atoms: Atoms, ref: Atoms, res: dict) -> dict[str, float]:
 def test_golden_cli(v3_path, tmp_path):
     """The whole golden file through `hipot predict` (batched), read back with ASE."""
     out = tmp_path / "out.extxyz"
-    subprocess.run([sys.executable, "-m", "hipot.cli", "predict", str(GOLDEN), "-o", str(out), "--model",
+    subprocess.run([sys.executable, "-m", "hipot", "predict", str(GOLDEN), "-o", str(out), "--model",
                     str(v3_path), "--device", "cpu", "-q"], check=True)
     refs = read(GOLDEN, ":")
     got = read(out, ":")
