@@ -106,8 +106,8 @@ def single_points(handle: ModelHandle, structures: Sequence[Atoms], stress: bool
     props = ["energy", "forces"] + (["stress"] if stress else [])
     for k, atoms in enumerate(structures):
         a = atoms.copy()
-        a.calc = handle.calc
         try:
+            a.calc = handle.calc  # some calculators check the elements here (SevenNet's set_atoms)
             res = {"energy": float(a.get_potential_energy()), "forces": np.array(a.get_forces())}
             if "stress" in props:
                 res["stress"] = np.array(a.get_stress())
