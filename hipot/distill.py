@@ -259,14 +259,16 @@ def distill(seeds: Sequence[str | Path], out: str | Path, teacher: str = "hienet
     """Make (or reuse) the teacher-labelled data in OUT/data.extxyz, then train the smooth student
     from the teacher's weights in OUT/train. Returns the exported model folder. Run again with the
     same OUT to continue an interrupted distillation."""
-    from .distributed import world
+    from .distributed import barrier, setup
     from .training import load_config, resume, train
     from .training.config import PRESETS, merge
     from .training.trainer import CHECKPOINT
 
     out = Path(out)
     data = out / "data.extxyz"
-    if world().is_main and not data.exists():
+    # under torchrun rank 0 makes the data and the starting model while the others wait for them
+    w, _ = setup(device)
+    if w.is_main and not data.exists():
         evaluator = Evaluator(teacher, device=device)
         structures = read_seeds(seeds, evaluator.model.species, max_atoms, limit)
         if not structures:
@@ -274,8 +276,9 @@ def distill(seeds: Sequence[str | Path], out: str | Path, teacher: str = "hienet
         _, n = make_distillation_set(structures, evaluator, data, data_cfg, progress)
         print(f"hipot distill: {n} structures labelled by {teacher} from {len(structures)} seeds -> {data}")
         del evaluator
-    if not (out / "student_init" / "config.json").exists() and world().is_main:
+    if w.is_main and not (out / "student_init" / "config.json").exists():
         smooth_student(teacher, out / "student_init")
+    barrier()
     run_dir = out / "train"
     if (run_dir / CHECKPOINT).exists():
         return resume(run_dir, list(overrides))

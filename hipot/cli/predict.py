@@ -104,7 +104,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="output extxyz with the results")
     p.add_argument("--index", default=":", help="frames to read, ASE syntax (default: all)")
     add_model_args(p)
-    p.add_argument("--batch-size", type=int, default=16, help="structures per batch (default: 16)")
+    p.add_argument("--batch-size", type=int, default=64, help="structures per batch (default: 64)")
     p.add_argument("--max-atoms", type=int, default=4096, help="atoms per batch (default: 4096)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_predict)
