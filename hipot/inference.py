@@ -48,7 +48,7 @@ class Evaluator:
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int = 200_000):
+                 cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int | None = None):
         self.model = load_model(model, device=device, dtype=dtype, backend=backend)
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
@@ -62,6 +62,11 @@ class Evaluator:
 
             self.graphed = GraphedStep(self.model)
         self.graph_max_atoms = graph_max_atoms
+        # Above this many edges, per-edge activations are recomputed in the backward pass instead of
+        # kept: on a GPU the cuEquivariance kernels keep little per edge anyway; on a CPU, from about
+        # a 500-atom cell on, where they would take gigabytes.
+        if recompute_edges is None:
+            recompute_edges = 200_000 if self.device.type == "cuda" else 20_000
         self.recompute_edges = recompute_edges
 
     def step(self, graph, stress: bool = True):

@@ -1,6 +1,7 @@
 """hipot's channel-wise tensor product equals e3nn's TensorProduct with the same layout."""
 from __future__ import annotations
 
+import pytest
 import torch
 from e3nn import o3
 
@@ -21,10 +22,12 @@ def _random_inputs(irr_in: Irreps, lmax: int, weight_numel: int, n: int, e: int 
     return xs, sh, w, torch.randint(0, n, (e,)), torch.randint(0, n, (e,))
 
 
-def test_matches_e3nn():
+@pytest.mark.parametrize("layout", ["edges", "padded"])
+def test_matches_e3nn(layout):
     torch.manual_seed(0)
     irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
     tp = ChannelwiseTensorProduct(irr_in, lmax, irr_out).double()
+    tp.layout = layout
     e_in = o3.Irreps(str(irr_in))
     e_sh = o3.Irreps.spherical_harmonics(lmax, p=1)
     instr, mid = [], []
@@ -57,8 +60,6 @@ def test_linear_matches_e3nn():
 
 def test_cuequivariance_path_matches_reference():
     """The cuEquivariance kernels' descriptor, run by its plain-PyTorch method on the CPU."""
-    import pytest
-
     pytest.importorskip("cuequivariance_torch")
     from hipot.nn.tensor_product import CuetChannelwiseTensorProduct
 
@@ -71,3 +72,58 @@ def test_cuequivariance_path_matches_reference():
     a, b = ref(xs, sh, w, center, neighbor, n), fast(xs, sh, w, center, neighbor, n)
     for l in a:
         torch.testing.assert_close(b[l], a[l], atol=1e-12, rtol=1e-12)
+
+
+def _grads(out: dict, inputs: list) -> list:
+    probe = sum(((l + 1) * torch.sin(out[l])).sum() for l in out)  # a nonlinear function of every output
+    return torch.autograd.grad(probe, inputs)
+
+
+def test_layouts_agree_with_gradients_and_lonely_atoms():
+    """Edge-by-edge and atom-by-atom (padded) sums give the same outputs and gradients, also for
+    atoms without neighbours and for a graph without edges."""
+    torch.manual_seed(3)
+    irr_in, irr_out, lmax = Irreps.parse("4x0e+3x1e+2x2e+1x3e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
+    tp = ChannelwiseTensorProduct(irr_in, lmax, irr_out).double()
+    n = 9
+    for n_edges in (25, 0):
+        xs, sh, w, center, neighbor = _random_inputs(irr_in, lmax, tp.weight_numel, n, n_edges)
+        center = center % 6  # atoms 6, 7, 8 have no neighbours
+        inputs = [*xs.values(), sh.requires_grad_(), w.requires_grad_()]
+        for t in xs.values():
+            t.requires_grad_()
+        results = []
+        for layout in ("edges", "padded"):
+            tp.layout = layout
+            out = tp(xs, sh, w, center, neighbor, n)
+            results.append((out, _grads(out, inputs) if n_edges else []))
+        (a, ga), (b, gb) = results
+        for l in a:
+            torch.testing.assert_close(b[l], a[l], atol=1e-12, rtol=1e-12)
+        for x, y in zip(ga, gb):
+            torch.testing.assert_close(y, x, atol=1e-12, rtol=1e-12)
+
+
+def test_cuequivariance_lean_convolution_matches_reference():
+    """convolve_lean (weights recomputed from the radial MLP's last hidden layer in the backward
+    pass, edges in chunks) gives the reference's outputs and gradients."""
+    pytest.importorskip("cuequivariance_torch")
+    from hipot.nn.tensor_product import CuetChannelwiseTensorProduct
+
+    torch.manual_seed(4)
+    irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
+    ref = ChannelwiseTensorProduct(irr_in, lmax, irr_out)
+    fast = CuetChannelwiseTensorProduct(ref, method="naive")
+    n = 6
+    xs, sh, _w, center, neighbor = _random_inputs(irr_in, lmax, ref.weight_numel, n)
+    hidden = torch.randn(sh.shape[0], 5, dtype=torch.float64, requires_grad=True)
+    last = torch.randn(5, ref.weight_numel, dtype=torch.float64)
+    for t in xs.values():
+        t.requires_grad_()
+    inputs = [*xs.values(), sh.requires_grad_(), hidden]
+    a = ref(xs, sh, hidden @ last, center, neighbor, n)
+    b = fast.convolve_lean(xs, sh, hidden, last, center, neighbor, n, chunk=7)
+    for l in a:
+        torch.testing.assert_close(b[l], a[l], atol=1e-12, rtol=1e-12)
+    for x, y in zip(_grads(a, inputs), _grads(b, inputs)):
+        torch.testing.assert_close(y, x, atol=1e-12, rtol=1e-12)

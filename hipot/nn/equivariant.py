@@ -72,7 +72,13 @@ class InteractionBlock(nn.Module):
     def _convolve_dict(self, h: dict[int, Tensor], sh: Tensor, radial: Tensor, center: Tensor,
                        neighbor: Tensor) -> dict[int, Tensor]:
         tp = self._kernel if self._kernel is not None else self.tp
-        return tp(h, sh, self.radial(radial), center, neighbor, h[0].shape[0])
+        last = self.radial.last()
+        if not last.requires_grad:
+            # inference (weights frozen): the kernel keeps the radial MLP's last hidden layer for
+            # the backward pass, not the per-edge weights
+            return tp.convolve_lean(h, sh, self.radial.hidden(radial), last, center, neighbor, h[0].shape[0],
+                                    recompute=self.recompute)
+        return tp(h, sh, self.radial.hidden(radial) @ last, center, neighbor, h[0].shape[0])
 
     def _convolve(self, radial: Tensor, sh: Tensor, center: Tensor, neighbor: Tensor, *hs: Tensor) -> tuple:
         agg = self._convolve_dict(dict(zip(sorted(self.irreps_in.ls), hs)), sh, radial, center, neighbor)
@@ -82,7 +88,9 @@ class InteractionBlock(nn.Module):
                 center: Tensor, neighbor: Tensor) -> dict[int, Tensor]:
         sc = self.self_connection(xs)
         h = self.linear_1(xs)
-        if self.recompute:
+        # inference (weights frozen): the kernels' lean convolutions handle recompute themselves
+        lean = not self.radial.weights[-1].requires_grad
+        if self.recompute and not lean:
             # Keep only the 8 radial features per edge for the backward pass, not the per-edge
             # tensor-product weights (thousands per edge): they are recomputed there.
             # Edges go in chunks so that only one chunk's weights exist at a time, even there.

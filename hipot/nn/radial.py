@@ -69,12 +69,17 @@ class RadialMLP(nn.Module):
         self.norms = [1.0 / math.sqrt(a) for a in sizes[:-1]]
 
     def forward(self, x: Tensor) -> Tensor:
-        n = len(self.weights)
-        for k, (w, c) in enumerate(zip(self.weights, self.norms)):
-            x = x @ (w * c)
-            if k < n - 1:
-                x = normalized_silu(x)
+        return self.hidden(x) @ self.last()
+
+    def hidden(self, x: Tensor) -> Tensor:
+        """The activations that enter the last (linear) layer."""
+        for w, c in zip(self.weights[:-1], self.norms[:-1]):
+            x = normalized_silu(x @ (w * c))
         return x
+
+    def last(self) -> Tensor:
+        """The last layer's matrix, normalisation included."""
+        return self.weights[-1] * self.norms[-1]
 
 
 # e3nn.math.normalize2mom(silu).cst: 1 / sqrt(E[silu(z)^2]) for z ~ N(0, 1), estimated by e3nn

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from e3nn.o3 import wigner_3j
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
+from .invariant import EDGE_CHUNK
 from .irreps import Irreps
 
 
@@ -53,9 +56,10 @@ class ChannelwiseTensorProduct(nn.Module):
 
     Paths sharing an input l1 are done together: the harmonics are contracted with all their
     Clebsch-Gordan blocks in one matrix product, Y[e, i, (p, k)] = sum_j Y_all[e, j] C_p[i, j, k].
-    Each path then scales the small gathered input x_j (E, mul, 2l1+1) by its weights, contracts it
-    with its columns of Y and sums the result straight onto the atoms; per-edge tensors of the
-    whole output width are never formed.
+    Each path then scales the small gathered input x_j (2l1+1 components, mul channels) by its
+    weights and contracts it with its columns of Y. Two layouts do the sum over neighbours:
+    'edges' (per-edge messages summed by index_add; a GPU's choice) and 'padded' (each atom's
+    edges in slots, the sum a batched matrix product; a CPU's choice, several times faster there).
     """
 
     def __init__(self, irreps_in: Irreps, sh_lmax: int, irreps_out: Irreps):
@@ -73,6 +77,7 @@ class ChannelwiseTensorProduct(nn.Module):
         self.group_columns: list[list[tuple[int, int]]] = []  # per group: (first column, width) per path
         self._cg_cache: dict[tuple, Tensor] = {}
         self.groups: list[tuple[int, int, int, int]] = []  # (l1, mul, weight offset, number of paths)
+        self.layout = "auto"  # 'edges', 'padded' or 'auto' (padded on a CPU): see forward
         self.columns: list[tuple[int, int, int]] = []  # per path: (group, first column, 2 l3 + 1)
         for g, (l1, mul) in enumerate(irreps_in.terms):
             paths = [p for p in self.paths if p.l1 == l1]
@@ -103,27 +108,157 @@ class ChannelwiseTensorProduct(nn.Module):
                 num_nodes: int) -> dict[int, Tensor]:
         """xs[l1]: (N, mul, 2l1+1) node features; sh: (E, (lmax+1)^2) harmonics of the edge vectors;
         weight: (E, weight_numel). Returns sum over edges (i <- j) of TP(x_j, Y_ij, w_ij) on atom i."""
-        summed: list[Tensor] = []
-        for gi, (l1, mul, w_off, n_paths) in enumerate(self.groups):
-            cg = self._cg(gi, sh)
-            n_edges = sh.shape[0]  # explicit sizes: -1 is ambiguous when there are no edges
-            y = (sh @ cg).view(n_edges, 2 * l1 + 1, cg.shape[1] // (2 * l1 + 1))  # (E, 2l1+1, cols)
-            x = torch.index_select(xs[l1], 0, neighbor)  # (E, mul, 2l1+1)
-            w = weight[:, w_off : w_off + n_paths * mul].view(n_edges, n_paths, mul)
-            # Scale the small (E, mul, 2l1+1) input by each path's weights, then contract with
-            # that path's columns: no (E, mul, cols) copy of the weights is ever made.
-            out = torch.zeros((num_nodes, mul, y.shape[2]), dtype=y.dtype, device=y.device)
-            for k, (c0, d3) in enumerate(self.group_columns[gi]):
-                if l1 == 0:  # an outer product: cheaper as a broadcast than as a matrix product
-                    part = (x[:, :, 0] * w[:, k, :]).unsqueeze(-1) * y[:, 0, c0 : c0 + d3].unsqueeze(1)
-                else:
-                    part = torch.bmm(x * w[:, k, :, None], y[:, :, c0 : c0 + d3])  # (E, mul, 2l3+1)
-                out[:, :, c0 : c0 + d3].index_add_(0, center, part)
-            summed.append(out)
+        layout = self.layout
+        if layout == "auto":
+            # The padded layout needs the largest neighbour count on the host (a sync, and a shape
+            # CUDA graphs cannot capture); on a GPU, atomic sums over edges are cheap anyway.
+            layout = "padded" if sh.device.type == "cpu" else "edges"
+        if layout == "padded":
+            return self._forward_padded(xs, sh, weight, center, neighbor, num_nodes)
+        return self._forward_edges(xs, sh, weight, center, neighbor, num_nodes)
+
+    def _forward_edges(self, xs: dict[int, Tensor], sh: Tensor, weight: Tensor, center: Tensor,
+                       neighbor: Tensor, num_nodes: int) -> dict[int, Tensor]:
+        """Edge by edge: each path's (E, mul, 2l3+1) messages summed onto the atoms by index_add."""
+        # split(), not slicing: the backward of a split is one cat, while every slice's backward
+        # would fill a zero tensor of the whole weight (or harmonics) width.
+        n_edges = sh.shape[0]  # explicit sizes: -1 is ambiguous when there are no edges
+        weights = weight.split([n_paths * mul for _, mul, _, n_paths in self.groups], dim=1)
         parts: dict[int, list[Tensor]] = {}
-        for p, (gi, c0, d3) in zip(self.paths, self.columns):
-            parts.setdefault(p.l3, []).append(summed[gi][:, :, c0 : c0 + d3])
-        return {l: torch.cat(parts[l], dim=1) if len(parts[l]) > 1 else parts[l][0] for l in sorted(parts)}
+        for gi, (l1, mul, _w_off, _n_paths) in enumerate(self.groups):
+            cg = self._cg(gi, sh)
+            y = (sh @ cg).view(n_edges, 2 * l1 + 1, cg.shape[1] // (2 * l1 + 1))  # (E, 2l1+1, cols)
+            ys = y.split([d3 for _, d3 in self.group_columns[gi]], dim=2)
+            x = torch.index_select(xs[l1], 0, neighbor)  # (E, mul, 2l1+1)
+            if l1 == 0:
+                x = x.squeeze(-1)
+            # Scale the small (E, mul, 2l1+1) input by each path's weights, then contract with that
+            # path's columns: no (E, mul, cols) copy of the weights is ever made. Each path sums
+            # into its own contiguous (N, mul, 2l3+1) tensor (index_add into a strided view is slow).
+            for w, y_p in zip(weights[gi].split(mul, dim=1), ys):
+                if l1 == 0:  # an outer product: cheaper as a broadcast than as a matrix product
+                    part = (x * w).unsqueeze(-1) * y_p
+                else:
+                    part = torch.bmm(x * w.unsqueeze(-1), y_p)  # (E, mul, 2l3+1)
+                out = torch.zeros((num_nodes, mul, y_p.shape[2]), dtype=y.dtype, device=y.device)
+                parts.setdefault((y_p.shape[2] - 1) // 2, []).append(out.index_add_(0, center, part))
+        return self._by_l3(parts)
+
+    def _forward_padded(self, xs: dict[int, Tensor], sh: Tensor, weight: Tensor, center: Tensor,
+                        neighbor: Tensor, num_nodes: int, last: Tensor | None = None,
+                        recompute: bool = False) -> dict[int, Tensor]:
+        """Atom by atom: the edges of a run of atoms are laid out as (atoms, K) slots, K the run's
+        largest neighbour count, so that each atom's sum over its neighbours and over the input's
+        2l1+1 components is one matrix product, (2l3+1, K(2l1+1)) @ (K(2l1+1), mul), batched over
+        atoms. No per-edge message tensor is formed, and the products are large enough for a
+        CPU's GEMM. Runs group atoms of similar neighbour counts (little padding).
+
+        With `last`, `weight` is the radial MLP's last hidden layer and the weights are
+        `weight @ last`; with `recompute`, each run's activations are recomputed in the backward
+        pass instead of being kept (inference: memory of a few numbers per edge)."""
+        xs_t = [xs[l1].transpose(1, 2) for l1, *_ in self.groups]  # (N, 2l1+1, mul): channels last
+        parts: dict[tuple[int, int], list[Tensor]] = {}
+        order: list[Tensor] = []
+        for atoms, slots, k in atom_runs(center, num_nodes):
+            order.append(atoms)
+            args = (slots, sh, weight, neighbor, *xs_t) if last is None else (slots, sh, weight, neighbor, last, *xs_t)
+            run = partial(self._padded_run, atoms.numel(), k, last is not None)
+            outs = checkpoint(run, *args, use_reentrant=False) if recompute else run(*args)
+            for key, out in zip(((gi, p) for gi in range(len(self.groups))
+                                 for p in range(len(self.group_columns[gi]))), outs):
+                parts.setdefault(key, []).append(out)
+        # back to the atoms' order
+        inverse = torch.empty(num_nodes, dtype=torch.long, device=center.device)
+        inverse[torch.cat(order)] = torch.arange(num_nodes, device=center.device)
+        by_l3: dict[int, list[Tensor]] = {}
+        for (gi, p), runs in parts.items():
+            out = torch.cat(runs) if len(runs) > 1 else runs[0]
+            d3 = self.group_columns[gi][p][1]
+            by_l3.setdefault((d3 - 1) // 2, []).append(torch.index_select(out, 0, inverse))
+        return self._by_l3(by_l3)
+
+    def _padded_run(self, n: int, k: int, has_last: bool, slots: Tensor, sh: Tensor, weight: Tensor,
+                    neighbor: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
+        """One run of `n` atoms with `k` slots each: (n, mul, 2l3+1) outputs per group and path."""
+        last, xs_t = (rest[0], rest[1:]) if has_last else (None, rest)
+        n_edges = sh.shape[0]
+        # Empty slots read edge 0's weights and neighbour; their harmonics are zero, which zeroes
+        # their contribution and their gradients.
+        first = slots.clamp(max=max(n_edges - 1, 0))
+        sh_pad = torch.index_select(sh, 0, first).masked_fill((slots == n_edges).unsqueeze(-1), 0.0)
+        w_pad = torch.index_select(weight, 0, first)
+        if last is not None:
+            w_pad = w_pad @ last
+        nb_pad = torch.index_select(neighbor, 0, first)
+        weights = w_pad.split([n_paths * mul for _, mul, _, n_paths in self.groups], dim=1)
+        outs = []
+        for gi, (l1, mul, _w_off, _n_paths) in enumerate(self.groups):
+            d1 = 2 * l1 + 1
+            cg = self._cg(gi, sh)
+            y = (sh_pad @ cg).view(n, k, d1, cg.shape[1] // d1)
+            x = torch.index_select(xs_t[gi], 0, nb_pad)  # (n K, 2l1+1, mul)
+            d3s = [d3 for _, d3 in self.group_columns[gi]]
+            for w, y_p in zip(weights[gi].split(mul, dim=1), y.split(d3s, dim=3)):
+                a = (x * w.unsqueeze(1)).view(n, k * d1, mul)
+                yt = y_p.reshape(n, k * d1, y_p.shape[3]).transpose(1, 2)  # (n, 2l3+1, K(2l1+1))
+                outs.append(torch.bmm(yt, a).transpose(1, 2))  # (n, mul, 2l3+1)
+        return tuple(outs)
+
+    def convolve_lean(self, xs: dict[int, Tensor], sh: Tensor, hidden: Tensor, last: Tensor, center: Tensor,
+                      neighbor: Tensor, num_nodes: int, recompute: bool = False) -> dict[int, Tensor]:
+        """The product with weights `hidden @ last` (the radial MLP's last layer), for inference.
+        With `recompute` on a CPU, atom runs are recomputed in the backward pass, so that no
+        per-edge activation but `hidden` is kept (large graphs)."""
+        if not recompute:
+            return self(xs, sh, hidden @ last, center, neighbor, num_nodes)
+        if sh.device.type == "cpu" and self.layout != "edges":
+            return self._forward_padded(xs, sh, hidden, center, neighbor, num_nodes, last=last, recompute=True)
+        # edges in chunks, each recomputed in the backward pass
+        ls = sorted(xs)
+        total: dict[int, Tensor] = {}
+        for s in range(0, sh.shape[0], EDGE_CHUNK):
+            e = slice(s, s + EDGE_CHUNK)
+            part = checkpoint(self._lean_chunk, ls, num_nodes, sh[e], hidden[e], last, center[e], neighbor[e],
+                              *(xs[l] for l in ls), use_reentrant=False)
+            total = part if not total else {l: total[l] + part[l] for l in total}
+        return total
+
+    def _lean_chunk(self, ls: list[int], num_nodes: int, sh: Tensor, hidden: Tensor, last: Tensor, center: Tensor,
+                    neighbor: Tensor, *xs: Tensor) -> dict[int, Tensor]:
+        return self(dict(zip(ls, xs)), sh, hidden @ last, center, neighbor, num_nodes)
+
+    @staticmethod
+    def _by_l3(parts: dict[int, list[Tensor]]) -> dict[int, Tensor]:
+        # e3nn's output order: for each l3, the paths' channels in path order (l1 ascending)
+        return {l: torch.cat(v, dim=1) if len(v) > 1 else v[0].contiguous() for l, v in sorted(parts.items())}
+
+
+def atom_runs(center: Tensor, num_nodes: int, max_slots: int = 1 << 15) -> list[tuple[Tensor, Tensor, int]]:
+    """Runs of atoms, in decreasing order of neighbour count, with their edges laid out in slots.
+
+    Each run is (atoms (n,), slots (n K,), K): K is the run's largest neighbour count and slot
+    (a, k) holds the k-th edge of the run's a-th atom, or E where that atom has fewer edges. A run
+    holds at most `max_slots` slots (or one atom), so padding stays small and bounded."""
+    n_edges = center.numel()
+    device = center.device
+    counts = torch.bincount(center, minlength=num_nodes)
+    by_count = torch.argsort(counts, descending=True, stable=True)
+    edge_order = torch.argsort(center, stable=True)
+    first = torch.cumsum(counts, 0) - counts  # first position of each atom's edges in edge_order
+    counts_sorted = counts[by_count].tolist()
+    runs = []
+    start = 0
+    while start < num_nodes:
+        k = counts_sorted[start]
+        n = max(1, min(num_nodes - start, max_slots // max(k, 1)))
+        atoms = by_count[start : start + n]
+        rank = torch.arange(k, device=device)
+        valid = rank < counts[atoms].unsqueeze(1)  # (n, K)
+        pos = (first[atoms].unsqueeze(1) + rank).clamp(max=max(n_edges - 1, 0))
+        slots = torch.where(valid, edge_order[pos] if n_edges else pos, n_edges).reshape(-1)
+        runs.append((atoms, slots, k))
+        start += n
+    return runs
 
 
 def cuequivariance_available(kernels: bool = True) -> bool:
@@ -159,6 +294,8 @@ class CuetChannelwiseTensorProduct(nn.Module):
         self.weight_numel = reference.weight_numel
         self.groups = reference.groups
         self.polys = nn.ModuleList()
+        self.vjps = nn.ModuleList()
+        self.out_dims: list[int] = []
         self.out_slices: list[list[tuple[int, int, int, int]]] = []  # per group: (l3, out channel offset, start, mul)
         mid_offset: dict[int, int] = {}
         for l1, mul, _w_off, _n in reference.groups:
@@ -181,17 +318,49 @@ class CuetChannelwiseTensorProduct(nn.Module):
             d = d.flatten_coefficient_modes()
             poly = cue.SegmentedPolynomial.eval_last_operand(d)
             self.polys.append(cuet.SegmentedPolynomial(poly, method=method))
+            # Its vector-Jacobian product, (w, x, Y, d out) -> (dw, dx, dY), for `convolve_lean`.
+            vjp, _ = poly.backward([True, True, True], [True])
+            self.vjps.append(cuet.SegmentedPolynomial(vjp, method=method))
+            self.out_dims.append(start)
             self.out_slices.append(slices)
 
     def forward(self, xs: dict[int, Tensor], sh: Tensor, weight: Tensor, center: Tensor, neighbor: Tensor,
                 num_nodes: int) -> dict[int, Tensor]:
         out_like = torch.empty((num_nodes, 1), device=sh.device, dtype=sh.dtype)
-        pieces: dict[int, list[tuple[int, Tensor]]] = {}
-        for poly, slices, (l1, mul, w_off, n_paths) in zip(self.polys, self.out_slices, self.groups):
-            x = xs[l1].transpose(1, 2).reshape(num_nodes, -1)  # (2l1+1, mul) blocks: cuEquivariance's ir_mul
+        outs = []
+        for poly, (l1, mul, w_off, n_paths) in zip(self.polys, self.groups):
             w = weight[:, w_off : w_off + n_paths * mul]
-            [out] = poly([w, x, sh], input_indices={1: neighbor}, output_shapes={0: out_like},
+            [out] = poly([w, self._ir_mul(xs[l1]), sh], input_indices={1: neighbor}, output_shapes={0: out_like},
                          output_indices={0: center})
+            outs.append(out)
+        return self._assemble(outs, num_nodes)
+
+    def convolve_lean(self, xs: dict[int, Tensor], sh: Tensor, hidden: Tensor, last: Tensor, center: Tensor,
+                      neighbor: Tensor, num_nodes: int, recompute: bool = False, chunk: int = 1 << 15
+                      ) -> dict[int, Tensor]:
+        """The product with weights `hidden @ last` (the radial MLP's last layer), for inference.
+
+        Keeps only `hidden` (64 numbers per edge) for the backward pass instead of the weights
+        (thousands per edge): the backward recomputes them, one matrix product, and calls the
+        product's vector-Jacobian polynomial directly, so the tensor product itself is not run
+        again. Edges go in chunks of `chunk`, which bounds the per-edge weights alive at once.
+        No second derivatives (training keeps the ordinary path). `recompute` is not needed here:
+        nothing per edge but `hidden` is kept anyway."""
+        outs = []
+        for poly, vjp, dim, (l1, mul, w_off, n_paths) in zip(self.polys, self.vjps, self.out_dims, self.groups):
+            w_last = last[:, w_off : w_off + n_paths * mul]
+            outs.append(_LeanConvolution.apply(hidden, w_last, self._ir_mul(xs[l1]), sh, center, neighbor,
+                                               num_nodes, dim, poly, vjp, chunk))
+        return self._assemble(outs, num_nodes)
+
+    @staticmethod
+    def _ir_mul(x: Tensor) -> Tensor:
+        """(N, mul, 2l+1) -> (N, (2l+1) mul): cuEquivariance's ir_mul order."""
+        return x.transpose(1, 2).reshape(x.shape[0], -1)
+
+    def _assemble(self, outs: list[Tensor], num_nodes: int) -> dict[int, Tensor]:
+        pieces: dict[int, list[tuple[int, Tensor]]] = {}
+        for out, slices in zip(outs, self.out_slices):
             for l3, mid_off, start, m in slices:
                 block = out[:, start : start + (2 * l3 + 1) * m].view(num_nodes, 2 * l3 + 1, m).transpose(1, 2)
                 pieces.setdefault(l3, []).append((mid_off, block))
@@ -200,3 +369,44 @@ class CuetChannelwiseTensorProduct(nn.Module):
             blocks = [b for _, b in sorted(pieces[l3], key=lambda t: t[0])]
             result[l3] = torch.cat(blocks, dim=1) if len(blocks) > 1 else blocks[0].contiguous()
         return result
+
+
+class _LeanConvolution(torch.autograd.Function):
+    """sum_j TP(x_j, Y_ij, hidden_ij @ last) onto atom i, saving `hidden` instead of the weights."""
+
+    @staticmethod
+    def forward(ctx, hidden, last, x, sh, center, neighbor, num_nodes, out_dim, poly, vjp, chunk):
+        n_edges = sh.shape[0]
+        out = sh.new_zeros((num_nodes, out_dim))
+        out_like = torch.empty((num_nodes, 1), device=sh.device, dtype=sh.dtype)
+        for s in range(0, n_edges, chunk):
+            e = slice(s, s + chunk)
+            [part] = poly([hidden[e] @ last, x, sh[e]], input_indices={1: neighbor[e]},
+                          output_shapes={0: out_like}, output_indices={0: center[e]})
+            out = part if n_edges <= chunk else out + part
+        ctx.save_for_backward(hidden, last, x, sh, center, neighbor)
+        ctx.vjp, ctx.chunk = vjp, chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        hidden, last, x, sh, center, neighbor = ctx.saved_tensors
+        grad_out = grad_out.contiguous()
+        grad_hidden = torch.empty_like(hidden)
+        grad_sh = torch.empty_like(sh)
+        grad_x = torch.zeros_like(x)
+        grad_last = torch.zeros_like(last) if ctx.needs_input_grad[1] else None
+        for s in range(0, sh.shape[0], ctx.chunk):
+            e = slice(s, s + ctx.chunk)
+            w = hidden[e] @ last
+            d_w, d_x, d_sh = ctx.vjp([w, x, sh[e], grad_out], input_indices={1: neighbor[e], 3: center[e]},
+                                     output_shapes={0: w, 1: x, 2: sh[e]}, output_indices={1: neighbor[e]})
+            grad_hidden[e] = d_w @ last.T
+            grad_sh[e] = d_sh
+            grad_x += d_x
+            if grad_last is not None:
+                grad_last += hidden[e].T @ d_w
+        return grad_hidden, grad_last, grad_x, grad_sh, None, None, None, None, None, None, None
+
+
