@@ -72,7 +72,7 @@ class Evaluator:
     def step(self, graph, stress: bool = True):
         """Energy, forces (and stress) of a graph already on the device."""
         with weights_frozen(self.model):
-            if self.graphed is not None and graph.num_atoms < self.graph_max_atoms:
+            if self.graphed is not None and graph.num_atoms <= self.graph_max_atoms:
                 return self.graphed(graph)
             self.model.set_recompute(graph.center.numel() > self.recompute_edges)
             return self.model(graph, forces=True, stress=stress)

@@ -104,8 +104,7 @@ def test_layouts_agree_with_gradients_and_lonely_atoms():
             torch.testing.assert_close(y, x, atol=1e-12, rtol=1e-12)
 
 
-@pytest.mark.parametrize("split_vjp", [False, True])
-def test_cuequivariance_lean_convolution_matches_reference(split_vjp):
+def test_cuequivariance_lean_convolution_matches_reference():
     """convolve_lean (weights recomputed from the radial MLP's last hidden layer in the backward
     pass, edges in chunks) gives the reference's outputs and gradients."""
     pytest.importorskip("cuequivariance_torch")
@@ -115,7 +114,6 @@ def test_cuequivariance_lean_convolution_matches_reference(split_vjp):
     irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
     ref = ChannelwiseTensorProduct(irr_in, lmax, irr_out)
     fast = CuetChannelwiseTensorProduct(ref, method="naive")
-    fast.split_vjp = split_vjp
     n = 6
     xs, sh, _w, center, neighbor = _random_inputs(irr_in, lmax, ref.weight_numel, n)
     hidden = torch.randn(sh.shape[0], 5, dtype=torch.float64, requires_grad=True)

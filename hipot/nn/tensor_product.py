@@ -295,9 +295,10 @@ class CuetChannelwiseTensorProduct(nn.Module):
         self.groups = reference.groups
         self.polys = nn.ModuleList()
         self.vjps = nn.ModuleList()
-        self.vjps_split = nn.ModuleList()
-        self.lean_chunk = 1 << 15
-        self.split_vjp = False
+        # Edges per chunk of the lean convolution. Large: on an H100 chunks of 2^15 edges made a
+        # 4,096-atom step 70 % slower than one chunk (benchmarks/RESULTS.md); 2^19 bounds the
+        # per-chunk weights and their gradients to about 17 GB.
+        self.lean_chunk = 1 << 19
         self.out_dims: list[int] = []
         self.out_slices: list[list[tuple[int, int, int, int]]] = []  # per group: (l3, out channel offset, start, mul)
         mid_offset: dict[int, int] = {}
@@ -324,10 +325,7 @@ class CuetChannelwiseTensorProduct(nn.Module):
             # Its vector-Jacobian product, (w, x, Y, d out) -> (dw, dx, dY), for `convolve_lean`.
             vjp, _ = poly.backward([True, True, True], [True])
             self.vjps.append(cuet.SegmentedPolynomial(vjp, method=method))
-            vjp_wy, _ = poly.backward([True, False, True], [True])
-            vjp_x, _ = poly.backward([False, True, False], [True])
-            self.vjps_split.append(nn.ModuleList([cuet.SegmentedPolynomial(vjp_wy, method=method),
-                                                  cuet.SegmentedPolynomial(vjp_x, method=method)]))
+
             self.out_dims.append(start)
             self.out_slices.append(slices)
 
@@ -350,13 +348,13 @@ class CuetChannelwiseTensorProduct(nn.Module):
         Keeps only `hidden` (64 numbers per edge) for the backward pass instead of the weights
         (thousands per edge): the backward recomputes them, one matrix product, and calls the
         product's vector-Jacobian polynomial directly, so the tensor product itself is not run
-        again. Edges go in chunks of `chunk`, which bounds the per-edge weights alive at once.
+        again. Edges go in chunks of `chunk` (default `lean_chunk`), which bounds the per-edge
+        weights alive at once.
         No second derivatives (training keeps the ordinary path). `recompute` is not needed here:
         nothing per edge but `hidden` is kept anyway."""
         outs = []
         chunk = chunk or self.lean_chunk
-        vjps = self.vjps_split if self.split_vjp else self.vjps
-        for poly, vjp, dim, (l1, mul, w_off, n_paths) in zip(self.polys, vjps, self.out_dims, self.groups):
+        for poly, vjp, dim, (l1, mul, w_off, n_paths) in zip(self.polys, self.vjps, self.out_dims, self.groups):
             w_last = last[:, w_off : w_off + n_paths * mul]
             outs.append(_LeanConvolution.apply(hidden, w_last, self._ir_mul(xs[l1]), sh, center, neighbor,
                                                num_nodes, dim, poly, vjp, chunk))
@@ -409,14 +407,8 @@ class _LeanConvolution(torch.autograd.Function):
         for s in range(0, sh.shape[0], ctx.chunk):
             e = slice(s, s + ctx.chunk)
             w = hidden[e] @ last
-            if isinstance(ctx.vjp, nn.ModuleList):
-                d_w, d_sh = ctx.vjp[0]([w, x, sh[e], grad_out], input_indices={1: neighbor[e], 3: center[e]},
-                                       output_shapes={0: w, 1: sh[e]})
-                [d_x] = ctx.vjp[1]([w, x, sh[e], grad_out], input_indices={1: neighbor[e], 3: center[e]},
-                                   output_shapes={0: x}, output_indices={0: neighbor[e]})
-            else:
-                d_w, d_x, d_sh = ctx.vjp([w, x, sh[e], grad_out], input_indices={1: neighbor[e], 3: center[e]},
-                                         output_shapes={0: w, 1: x, 2: sh[e]}, output_indices={1: neighbor[e]})
+            d_w, d_x, d_sh = ctx.vjp([w, x, sh[e], grad_out], input_indices={1: neighbor[e], 3: center[e]},
+                                     output_shapes={0: w, 1: x, 2: sh[e]}, output_indices={1: neighbor[e]})
             grad_hidden[e] = d_w @ last.T
             grad_sh[e] = d_sh
             grad_x += d_x
