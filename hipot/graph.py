@@ -204,8 +204,8 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
     Atoms closer than `min_distance` (A) are reported as overlapping: the model has no meaning there.
     On a CUDA `device` the graph is returned there and the neighbour lists are computed there too:
     structures of at least `gpu_min_atoms` atoms one by one with vesin's torch backend, smaller
-    ones all together (`small_batch_neighbor_lists`; `batch_small` forces this on or off). Then
-    one host sync checks all their distances.
+    ones all together when there are at least four (`small_batch_neighbor_lists`; `batch_small`
+    forces this on or off), else on the CPU. Then one host sync checks all their distances.
     """
     if len(structures) == 0:
         raise StructureError("no structures given")
@@ -218,6 +218,8 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
     on_device = batch_small if batch_small is not None else device.type == "cuda"
     nl_device = device if device.type == "cuda" else torch.device("cpu")
     small = [b for b, n in enumerate(sizes) if n < gpu_min_atoms] if on_device else []
+    if batch_small is None and len(small) < 4:
+        small = []  # a few small structures: vesin on the CPU and one copy beat a batched GPU pass
     large_on_gpu = device.type == "cuda" and gpu_neighbor_list_available()
 
     # edge pieces in global atom numbering, and for lists made on the device: (distances, structure of each edge)
@@ -235,7 +237,7 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
     for b, atoms in enumerate(structures):
         if b in done:
             continue
-        if large_on_gpu:
+        if large_on_gpu and sizes[b] >= gpu_min_atoms:
             i, j, sh, d = _neighbor_list_torch(atoms, cutoff, device)
             checks.append((d, torch.full_like(i, b)))
         else:
