@@ -152,3 +152,47 @@ def test_folded_edge_linear_equals_unfolded(nacl):
     got = model(g)
     torch.testing.assert_close(got.energy, ref.energy, atol=1e-10, rtol=0)
     torch.testing.assert_close(got.forces, ref.forces, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("layout", ["padded", "edges"])
+def test_inference_paths_give_same_derivatives(nacl, monkeypatch, layout):
+    """Frozen weights in eval mode take the lean convolution (with and without recomputing atom
+    runs or edge chunks); it gives the ordinary path's energy, forces and stress."""
+    import hipot.nn.tensor_product
+    from hipot.inference import weights_frozen
+
+    monkeypatch.setattr(hipot.nn.tensor_product, "EDGE_CHUNK", 7)
+    model = make_tiny()
+    for block in model.blocks:
+        block.tp.layout = layout
+    g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
+    ref = model(g)
+    with weights_frozen(model):
+        for recompute in (False, True):
+            model.set_recompute(recompute)
+            got = model(g)
+            for f in ("energy", "forces", "stress"):
+                torch.testing.assert_close(getattr(got, f), getattr(ref, f), atol=1e-12, rtol=0)
+    model.set_recompute(False)
+
+
+def test_cuequivariance_lean_and_frozen_finetuning(nacl):
+    """cuEquivariance kernels (their plain-PyTorch method on the CPU): the lean inference path
+    equals the reference, and training with frozen blocks still differentiates the force loss."""
+    pytest.importorskip("cuequivariance_torch")
+    from hipot.inference import weights_frozen
+
+    model = make_tiny()
+    g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
+    ref = model(g)
+    model.set_backend("cueq")
+    with weights_frozen(model):
+        got = model(g)
+    for f in ("energy", "forces", "stress"):
+        torch.testing.assert_close(getattr(got, f), getattr(ref, f), atol=1e-10, rtol=0)
+    model.train()
+    for p in model.blocks.parameters():
+        p.requires_grad_(False)
+    pred = model(g, training=True)
+    (pred.forces.pow(2).mean() + pred.stress.pow(2).mean()).backward()
+    assert model.embedding.grad is not None and model.embedding.grad.abs().sum() > 0

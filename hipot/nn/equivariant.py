@@ -73,12 +73,17 @@ class InteractionBlock(nn.Module):
                        neighbor: Tensor) -> dict[int, Tensor]:
         tp = self._kernel if self._kernel is not None else self.tp
         last = self.radial.last()
-        if not last.requires_grad:
-            # inference (weights frozen): the kernel keeps the radial MLP's last hidden layer for
-            # the backward pass, not the per-edge weights
+        if self._lean():
+            # inference: the kernel keeps the radial MLP's last hidden layer for the backward
+            # pass, not the per-edge weights
             return tp.convolve_lean(h, sh, self.radial.hidden(radial), last, center, neighbor, h[0].shape[0],
                                     recompute=self.recompute)
         return tp(h, sh, self.radial.hidden(radial) @ last, center, neighbor, h[0].shape[0])
+
+    def _lean(self) -> bool:
+        """Inference: eval mode and frozen weights. The lean kernels give first derivatives only,
+        which training (also fine-tuning with frozen layers: train mode) cannot use."""
+        return not self.training and not self.radial.weights[-1].requires_grad
 
     def _convolve(self, radial: Tensor, sh: Tensor, center: Tensor, neighbor: Tensor, *hs: Tensor) -> tuple:
         agg = self._convolve_dict(dict(zip(sorted(self.irreps_in.ls), hs)), sh, radial, center, neighbor)
@@ -88,9 +93,8 @@ class InteractionBlock(nn.Module):
                 center: Tensor, neighbor: Tensor) -> dict[int, Tensor]:
         sc = self.self_connection(xs)
         h = self.linear_1(xs)
-        # inference (weights frozen): the kernels' lean convolutions handle recompute themselves
-        lean = not self.radial.weights[-1].requires_grad
-        if self.recompute and not lean:
+        # inference: the kernels' lean convolutions handle recompute themselves
+        if self.recompute and not self._lean():
             # Keep only the 8 radial features per edge for the backward pass, not the per-edge
             # tensor-product weights (thousands per edge): they are recomputed there.
             # Edges go in chunks so that only one chunk's weights exist at a time, even there.
