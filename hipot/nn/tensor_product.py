@@ -383,37 +383,38 @@ class _LeanConvolution(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden, last, x, sh, center, neighbor, num_nodes, out_dim, poly, vjp, chunk):
-        n_edges = sh.shape[0]
-        out = sh.new_zeros((num_nodes, out_dim))
         out_like = torch.empty((num_nodes, 1), device=sh.device, dtype=sh.dtype)
-        for s in range(0, n_edges, chunk):
+        out = None  # built from the chunks' results, no zero-filled start (kernels count at small sizes)
+        for s in range(0, sh.shape[0], chunk):
             e = slice(s, s + chunk)
             [part] = poly([hidden[e] @ last, x, sh[e]], input_indices={1: neighbor[e]},
                           output_shapes={0: out_like}, output_indices={0: center[e]})
-            out = part if n_edges <= chunk else out + part
+            out = part if out is None else out + part
         ctx.save_for_backward(hidden, last, x, sh, center, neighbor)
         ctx.vjp, ctx.chunk = vjp, chunk
-        return out
+        return sh.new_zeros((num_nodes, out_dim)) if out is None else out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
         hidden, last, x, sh, center, neighbor = ctx.saved_tensors
         grad_out = grad_out.contiguous()
-        grad_hidden = torch.empty_like(hidden)
-        grad_sh = torch.empty_like(sh)
-        grad_x = torch.zeros_like(x)
-        grad_last = torch.zeros_like(last) if ctx.needs_input_grad[1] else None
+        grad_hidden, grad_sh, grad_x, grad_last = [], [], None, None
         for s in range(0, sh.shape[0], ctx.chunk):
             e = slice(s, s + ctx.chunk)
             w = hidden[e] @ last
             d_w, d_x, d_sh = ctx.vjp([w, x, sh[e], grad_out], input_indices={1: neighbor[e], 3: center[e]},
                                      output_shapes={0: w, 1: x, 2: sh[e]}, output_indices={1: neighbor[e]})
-            grad_hidden[e] = d_w @ last.T
-            grad_sh[e] = d_sh
-            grad_x += d_x
-            if grad_last is not None:
-                grad_last += hidden[e].T @ d_w
+            grad_hidden.append(d_w @ last.T)
+            grad_sh.append(d_sh)
+            grad_x = d_x if grad_x is None else grad_x + d_x
+            if ctx.needs_input_grad[1]:
+                g_last = hidden[e].T @ d_w
+                grad_last = g_last if grad_last is None else grad_last + g_last
+        if grad_x is None:  # no edges
+            return torch.zeros_like(hidden), None, torch.zeros_like(x), torch.zeros_like(sh), *([None] * 7)
+        grad_hidden = torch.cat(grad_hidden) if len(grad_hidden) > 1 else grad_hidden[0]
+        grad_sh = torch.cat(grad_sh) if len(grad_sh) > 1 else grad_sh[0]
         return grad_hidden, grad_last, grad_x, grad_sh, None, None, None, None, None, None, None
 
 
