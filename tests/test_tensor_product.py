@@ -58,17 +58,22 @@ def test_linear_matches_e3nn():
     torch.testing.assert_close(_flat(lin(xs)), ref(_flat(xs)), atol=1e-12, rtol=1e-12)
 
 
-def test_cuequivariance_path_matches_reference():
-    """The cuEquivariance kernels' descriptor, run by its plain-PyTorch method on the CPU."""
+def _cueq_pair(seed: int, n: int):
+    """The reference product, its cuEquivariance twin (plain-PyTorch method, CPU) and inputs."""
     pytest.importorskip("cuequivariance_torch")
     from hipot.nn.tensor_product import CuetChannelwiseTensorProduct
 
-    torch.manual_seed(2)
+    torch.manual_seed(seed)
     irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
     ref = ChannelwiseTensorProduct(irr_in, lmax, irr_out)
     fast = CuetChannelwiseTensorProduct(ref, method="naive")
+    return ref, fast, _random_inputs(irr_in, lmax, ref.weight_numel, n)
+
+
+def test_cuequivariance_path_matches_reference():
+    """The cuEquivariance kernels' descriptor, run by its plain-PyTorch method on the CPU."""
     n = 6
-    xs, sh, w, center, neighbor = _random_inputs(irr_in, lmax, ref.weight_numel, n)
+    ref, fast, (xs, sh, w, center, neighbor) = _cueq_pair(2, n)
     a, b = ref(xs, sh, w, center, neighbor, n), fast(xs, sh, w, center, neighbor, n)
     for l in a:
         torch.testing.assert_close(b[l], a[l], atol=1e-12, rtol=1e-12)
@@ -107,15 +112,8 @@ def test_layouts_agree_with_gradients_and_lonely_atoms():
 def test_cuequivariance_lean_convolution_matches_reference():
     """convolve_lean (weights recomputed from the radial MLP's last hidden layer in the backward
     pass, edges in chunks) gives the reference's outputs and gradients."""
-    pytest.importorskip("cuequivariance_torch")
-    from hipot.nn.tensor_product import CuetChannelwiseTensorProduct
-
-    torch.manual_seed(4)
-    irr_in, irr_out, lmax = Irreps.parse("5x0e+3x1e+2x2e"), Irreps.parse("4x0e+2x1e+2x2e+1x3e"), 3
-    ref = ChannelwiseTensorProduct(irr_in, lmax, irr_out)
-    fast = CuetChannelwiseTensorProduct(ref, method="naive")
     n = 6
-    xs, sh, _w, center, neighbor = _random_inputs(irr_in, lmax, ref.weight_numel, n)
+    ref, fast, (xs, sh, _w, center, neighbor) = _cueq_pair(4, n)
     hidden = torch.randn(sh.shape[0], 5, dtype=torch.float64, requires_grad=True)
     last = torch.randn(5, ref.weight_numel, dtype=torch.float64)
     for t in xs.values():

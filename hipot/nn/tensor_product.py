@@ -325,7 +325,6 @@ class CuetChannelwiseTensorProduct(nn.Module):
             # Its vector-Jacobian product, (w, x, Y, d out) -> (dw, dx, dY), for `convolve_lean`.
             vjp, _ = poly.backward([True, True, True], [True])
             self.vjps.append(cuet.SegmentedPolynomial(vjp, method=method))
-
             self.out_dims.append(start)
             self.out_slices.append(slices)
 
