@@ -19,11 +19,8 @@ tg, g = t(lambda: build_graph(S, ev.model.cutoff, ev.model.species, device=dev).
 print(f"build_graph 256x64: {tg*1e3:.1f} ms, edges {g.center.numel()}")
 ts, p = t(lambda: ev.step(g))
 print(f"step: {ts*1e3:.1f} ms (graphed={ev.graphed is not None and g.num_atoms < ev.graph_max_atoms})")
-ev.model.set_recompute(False)
-from hipot.inference import weights_frozen
 def plain():
-    with weights_frozen(ev.model):
-        return ev.model(g, forces=True, stress=True)
+    return ev.potential(g, ev.options(g), forces=True, stress=True)
 tp, _ = t(plain)
 print(f"plain model step: {tp*1e3:.1f} ms")
 tc, _ = t(lambda: [x.detach().double().cpu().numpy() for x in (p.energy, p.energies, p.forces, p.stress)])

@@ -1,7 +1,7 @@
 """hipot: HIENet-class machine-learning interatomic potentials."""
 from .calculator import HIPotCalculator
 from .config import ModelConfig
-from .inference import Evaluator, predict
+from .evaluator import Evaluator, predict
 from .model import HIENet
 from .pretrained import fetch, load_model
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .inference import Evaluator
+from .evaluator import Evaluator
 from .model import HIENet
 
 
@@ -13,7 +13,8 @@ class HIPotCalculator(Calculator):
     """ASE calculator for hipot models: energy, free_energy (= energy), energies (per atom),
     forces and, for cells periodic in all three directions, stress (ASE sign and Voigt order).
 
-    model: 'hienet-v3', a hipot model folder, an official .pth file or a HIENet instance.
+    model: 'hienet-v3', a hipot model folder, an official .pth file, a HIENet instance, or an
+        Evaluator (shared as it is: no model is loaded).
     device: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...
     dtype: 'float32' (default) or 'float64'.
     backend: tensor-product kernels, 'auto' (cuEquivariance on a GPU when installed), 'torch', 'cueq'.
@@ -22,11 +23,14 @@ class HIPotCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
-    def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
+    def __init__(self, model: str | HIENet | Evaluator = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
                  cuda_graphs: bool | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs)
+        if isinstance(model, Evaluator):
+            self.evaluator = model
+        else:
+            self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs)
 
     @property
     def model(self) -> HIENet:

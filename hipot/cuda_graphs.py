@@ -12,8 +12,8 @@ from collections import OrderedDict
 
 import torch
 
-from .derivatives import Prediction
-from .graph import AtomGraph
+from .execution import ExecutionOptions
+from .types import AtomGraph, Prediction
 
 
 def bucket(n: int, minimum: int = 8) -> int:
@@ -63,17 +63,17 @@ def unpad(pred: Prediction, n_atoms: int, n_graphs: int) -> Prediction:
 
 
 class _Captured:
-    def __init__(self, model, template: AtomGraph, pool):
+    def __init__(self, model, template: AtomGraph, options: ExecutionOptions, pool):
         self.static = template
         self.graph = torch.cuda.CUDAGraph()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):  # warm-up outside the capture (allocator, kernel selection)
-                model(self.static)
+                model(self.static, options)
         torch.cuda.current_stream().wait_stream(stream)
         with torch.cuda.graph(self.graph, pool=pool):
-            self.out = model(self.static)
+            self.out = model(self.static, options)
 
     def run(self, padded: AtomGraph) -> Prediction:
         for name in ("numbers", "positions", "cell", "pbc", "center", "neighbor", "cell_shift", "batch", "ptr"):
@@ -83,23 +83,25 @@ class _Captured:
 
 
 class GraphedStep:
-    """Energy, forces and stress through captured CUDA graphs, one per size bucket (LRU)."""
+    """Energy, forces and stress of `model` (a ForceStressModel) through captured CUDA graphs, one
+    per size bucket and execution options (LRU)."""
 
     def __init__(self, model, max_graphs: int = 6):
         self.model = model
         self.max_graphs = max_graphs
-        self.cache: OrderedDict[tuple[int, int, int], _Captured] = OrderedDict()
+        self.cache: OrderedDict[tuple, _Captured] = OrderedDict()
         self.pool = torch.cuda.graph_pool_handle()
 
-    def __call__(self, graph: AtomGraph) -> Prediction:
+    def __call__(self, graph: AtomGraph, options: ExecutionOptions) -> Prediction:
         n, b = graph.num_atoms, graph.num_graphs
-        key = (bucket(n + 1), bucket(int(graph.center.numel()), 64), bucket(b + 1, 2))
-        padded = pad_graph(graph, *key)
+        sizes = (bucket(n + 1), bucket(graph.num_edges, 64), bucket(b + 1, 2))
+        key = (*sizes, options)
+        padded = pad_graph(graph, *sizes)
         step = self.cache.get(key)
         if step is None:
             if len(self.cache) >= self.max_graphs:
                 self.cache.popitem(last=False)
-            step = _Captured(self.model, padded, self.pool)
+            step = _Captured(self.model, padded, options, self.pool)
             self.cache[key] = step
         else:
             self.cache.move_to_end(key)

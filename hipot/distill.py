@@ -18,7 +18,7 @@ import numpy as np
 from ase import Atoms, units
 
 from .graph import StructureError
-from .inference import Evaluator
+from .evaluator import Evaluator
 
 
 @dataclass

@@ -8,6 +8,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from .device import resolve_device
+
 
 @dataclass(frozen=True)
 class World:
@@ -31,12 +33,7 @@ def setup(device: str | torch.device = "auto", timeout: timedelta | None = None)
     rank's device: 'auto' and 'cuda' mean cuda:LOCAL_RANK under torchrun. Safe to call twice.
     `timeout` bounds collectives (barriers); long uneven runs pass a generous one."""
     w = world()
-    device = str(device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and w.size > 1:
-        device = f"cuda:{w.local_rank}"
-    dev = torch.device(device)
+    dev = resolve_device("auto" if str(device) == "cuda" and w.size > 1 else device)
     if dev.type == "cuda":
         if dev.index is None:  # set_device needs an index
             dev = torch.device("cuda", torch.cuda.current_device())

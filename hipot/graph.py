@@ -1,7 +1,7 @@
 """Structures -> graphs: validation, periodic neighbour lists (vesin) and batching."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import warnings
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -9,51 +9,8 @@ import torch
 import vesin
 from ase import Atoms
 from ase.data import chemical_symbols
-from torch import Tensor
 
-
-class StructureError(ValueError):
-    """A structure the model cannot evaluate; the message says which one and why."""
-
-
-@dataclass
-class AtomGraph:
-    """One or many structures as a single graph. Edge k goes from `neighbor[k]` to `center[k]`,
-    with displacement r[neighbor] - r[center] + cell_shift @ cell."""
-
-    numbers: Tensor  # (N,) atomic numbers
-    positions: Tensor  # (N, 3)
-    cell: Tensor  # (B, 3, 3), rows are lattice vectors
-    pbc: Tensor  # (B, 3) bool
-    center: Tensor  # (E,)
-    neighbor: Tensor  # (E,)
-    cell_shift: Tensor  # (E, 3) integer-valued, same dtype as positions
-    batch: Tensor  # (N,) structure index of each atom
-    ptr: Tensor  # (B + 1,) atom offsets
-
-    @property
-    def num_graphs(self) -> int:
-        return self.cell.shape[0]
-
-    @property
-    def num_atoms(self) -> int:
-        return self.numbers.shape[0]
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomGraph":
-        out = {}
-        for f in fields(self):
-            t = getattr(self, f.name)
-            if t.is_floating_point():
-                t = t.to(device=device, dtype=dtype)
-            else:
-                t = t.to(device=device)
-            out[f.name] = t
-        return AtomGraph(**out)
-
-    def edge_vectors(self) -> Tensor:
-        shift = torch.einsum("ei,eij->ej", self.cell_shift, self.cell[self.batch[self.center]])
-        pos = self.positions
-        return torch.index_select(pos, 0, self.neighbor) - torch.index_select(pos, 0, self.center) + shift
+from .types import AtomGraph, StructureError
 
 
 def check_structure(atoms: Atoms, supported: Sequence[int] | None = None, label: str = "structure") -> None:
@@ -112,8 +69,7 @@ def neighbor_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, 
 
 def _neighbor_list_torch(atoms: Atoms, cutoff: float, device: torch.device):
     """The same list as `neighbor_list`, computed on `device` by vesin's torch backend."""
-    from vesin.torch import NeighborList
-
+    NeighborList = _torch_neighbor_list_class()
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = _full_rank_cell(atoms)
     pos = torch.as_tensor(atoms.positions, dtype=torch.float64, device=device)
@@ -165,12 +121,46 @@ def small_batch_neighbor_lists(structures: Sequence[Atoms], cutoff: float, devic
     return i, j, s, d2[b, i, j, m].sqrt(), b
 
 
-def gpu_neighbor_list_available() -> bool:
+def _torch_neighbor_list_class():
     try:
-        import vesin.torch  # noqa: F401
+        from vesin_torch import NeighborList  # vesin >= 0.6
     except ImportError:
-        return False
-    return True
+        from vesin.torch import NeighborList  # older vesin
+    return NeighborList
+
+
+def gpu_neighbor_list_available() -> bool:
+    """Whether vesin's torch backend can compute a neighbour list here. Tested by computing one:
+    since vesin 0.6 `import vesin.torch` can succeed, or fail with a plain ImportError, without the
+    `vesin-torch` package that does the work."""
+    global _TORCH_NL
+    if _TORCH_NL is None:
+        try:
+            NeighborList = _torch_neighbor_list_class()
+            pts = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+            i, _j = NeighborList(cutoff=1.5, full_list=True).compute(
+                points=pts, box=torch.eye(3, dtype=torch.float64) * 10, periodic=False, quantities="ij")
+            _TORCH_NL = int(i.numel()) == 2
+        except Exception:  # any failure means: not usable, take the CPU list
+            _TORCH_NL = False
+    return _TORCH_NL
+
+
+_TORCH_NL: bool | None = None
+
+
+def _gpu_list_or_warn() -> bool:
+    if gpu_neighbor_list_available():
+        return True
+    global _WARNED
+    if not _WARNED:
+        warnings.warn("vesin's torch backend is not usable here (pip install 'hipot[gpu]'); large cells get their "
+                      "neighbour lists on the CPU", stacklevel=3)
+        _WARNED = True
+    return False
+
+
+_WARNED = False
 
 
 def _overlap_error(label: str, atoms: Atoms, cutoff: float, min_distance: float) -> StructureError:
@@ -220,7 +210,7 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
     small = [b for b, n in enumerate(sizes) if n < gpu_min_atoms] if on_device else []
     if batch_small is None and len(small) < 4:
         small = []  # a few small structures: vesin on the CPU and one copy beat a batched GPU pass
-    large_on_gpu = device.type == "cuda" and gpu_neighbor_list_available()
+    large_on_gpu = device.type == "cuda" and any(n >= gpu_min_atoms for n in sizes) and _gpu_list_or_warn()
 
     # edge pieces in global atom numbering, and for lists made on the device: (distances, structure of each edge)
     centers, neighbors, shifts, checks = [], [], [], []

@@ -1,23 +1,30 @@
-"""The HIENet model: species embedding -> invariant attention -> equivariant blocks -> readout.
+"""The HIENet energy model: species embedding -> invariant attention -> equivariant blocks -> readout.
 
-`HIENet.atomic_energies` maps edge vectors to per-atom energies; `HIENet.forward` adds the
-exact derivatives (forces, stress) through `hipot.derivatives`.
+`HIENet` maps a graph's topology and edge vectors to per-atom energies and knows nothing of
+derivatives: `hipot.derivatives.ForceStressModel` wraps it to give forces and stress.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from e3nn.o3 import spherical_harmonics
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .derivatives import Prediction, derivatives
-from .graph import AtomGraph
+from .execution import ExecutionOptions
+from .types import AtomGraph
 from .nn.equivariant import InteractionBlock
 from .nn.invariant import InvariantAttentionLayer
 from .nn.irreps import Irreps
 from .nn.radial import BesselBasis, PolynomialEnvelope
+
+
+# Called on the node features after every message-passing layer whose output feeds another one;
+# returns the features to continue with. Domain-decomposed runs (LAMMPS) refresh the features of
+# ghost atoms from their owners here.
+FeatureExchange = Callable[[dict[int, Tensor]], dict[int, Tensor]]
 
 
 class HIENet(nn.Module):
@@ -77,13 +84,6 @@ class HIENet(nn.Module):
         self.backend = backend
         return backend
 
-    def set_recompute(self, on: bool) -> None:
-        """Recompute per-edge activations (the tensor-product weights of each block, the invariant
-        layer's messages) in the backward pass instead of storing them: several times less memory
-        per edge for about a fifth more time (large cells)."""
-        for layer in [*self.invariant_layers, *self.blocks]:
-            layer.recompute = on
-
     @property
     def cutoff(self) -> float:
         return self.config.cutoff
@@ -92,8 +92,17 @@ class HIENet(nn.Module):
     def species(self) -> list[int]:
         return list(self.config.species)
 
-    def atomic_energies(self, graph: AtomGraph, edge_vec: Tensor) -> Tensor:
-        """Per-atom energies (N,) from the graph's topology and the edge vectors."""
+    @property
+    def num_exchanges(self) -> int:
+        """How many times `forward` calls its `exchange` hook."""
+        return len(self.invariant_layers) + len(self.blocks) - 1
+
+    def forward(self, graph: AtomGraph, edge_vec: Tensor, options: ExecutionOptions = ExecutionOptions(),
+                exchange: FeatureExchange | None = None) -> Tensor:
+        """Per-atom energies (N,) from the graph's topology and the edge vectors (E, 3).
+
+        `exchange`, if given, is applied to the node features between message-passing layers
+        (`num_exchanges` times)."""
         c = self.config
         species = self.species_index[graph.numbers]
         center, neighbor = graph.center, graph.neighbor
@@ -104,17 +113,16 @@ class HIENet(nn.Module):
 
         x = self.embedding[species] * (1.0 / math.sqrt(len(c.species)))
         x = self.embedding_dropout(x)
-        for layer in self.invariant_layers:
-            x = layer(x, center, neighbor, radial, envelope)
+        layers = [*self.invariant_layers, *self.blocks]
         xs = {0: x.unsqueeze(-1)}
-        for block in self.blocks:
-            xs = block(xs, sh, radial, center, neighbor)
+        for k, layer in enumerate(layers):
+            if k < len(self.invariant_layers):
+                xs = {0: layer(xs[0].squeeze(-1), center, neighbor, radial, envelope, options).unsqueeze(-1)}
+            else:
+                xs = layer(xs, sh, radial, center, neighbor, options)
+            if exchange is not None and k < len(layers) - 1:
+                xs = exchange(xs)
         h = xs[0].squeeze(-1) @ (self.readout_hidden * (1.0 / math.sqrt(self.readout_hidden.shape[0])))
         h = self.readout_dropout(h)
         e = (h @ (self.readout_out * (1.0 / math.sqrt(self.readout_out.shape[0])))).squeeze(-1)
         return self.scale[species] * e + self.shift[species]
-
-    def forward(self, graph: AtomGraph, forces: bool = True, stress: bool = True,
-                training: bool = False) -> Prediction:
-        """Energies, and forces and stress by autograd; `training` keeps the graph for a loss."""
-        return derivatives(self, graph, forces=forces, stress=stress, create_graph=training)

@@ -8,6 +8,7 @@ model.safetensors) in the cache folder: $HIPOT_CACHE, else $XDG_CACHE_HOME/hipot
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CONFIG_FILE, ModelFileError, convert_official, load_model_dir, read_official, save_model
+from .device import resolve_device, resolve_dtype
 from .model import HIENet
 
 
@@ -119,23 +121,6 @@ def fetch(name: str, force: bool = False, wheel: str | Path | None = None,
     return dest
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    table = {"float32": torch.float32, "float64": torch.float64, "single": torch.float32, "double": torch.float64}
-    if dtype not in table:
-        raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
-    return table[dtype]
-
-
 def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.device = "auto",
                dtype: str | torch.dtype = "float32", backend: str = "auto") -> HIENet:
     """A model by name ('hienet-v3'), hipot model folder, official .pth file or HIENet instance,
@@ -163,6 +148,13 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
             net = convert_official(read_official(path))
         else:
             raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
-    net = net.to(device=resolve_device(device), dtype=resolve_dtype(dtype)).eval()
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if net is model:
+        # a caller's model is never changed in place: converted, switched to eval mode or given other
+        # kernels, it is copied first
+        p = next(net.parameters())
+        if p.device != device or p.dtype != dtype or net.training or backend not in ("auto", net.backend):
+            net = copy.deepcopy(net)
+    net = net.to(device=device, dtype=dtype).eval()
     net.set_backend(backend)
     return net

@@ -8,6 +8,8 @@ from ase import Atoms
 from ase.build import bulk
 
 from hipot import HIPotCalculator, predict
+from hipot.derivatives import ForceStressModel
+from hipot.execution import ExecutionOptions
 from hipot.graph import build_graph
 from conftest import make_tiny, rattled
 
@@ -113,7 +115,7 @@ def test_training_mode_gradients_flow(nacl):
     """With create_graph the force loss can be differentiated w.r.t. the weights."""
     model = make_tiny().train()
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
-    pred = model(g, training=True)
+    pred = ForceStressModel(model)(g, ExecutionOptions.training())
     loss = pred.forces.pow(2).mean() + pred.stress.pow(2).mean()
     loss.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
@@ -122,18 +124,11 @@ def test_training_mode_gradients_flow(nacl):
 
 
 @pytest.mark.parametrize("chunk", [1 << 17, 7])
-def test_recompute_gives_same_derivatives(nacl, monkeypatch, chunk):
-    import hipot.nn.equivariant
-    import hipot.nn.invariant
-
-    monkeypatch.setattr(hipot.nn.invariant, "EDGE_CHUNK", chunk)
-    monkeypatch.setattr(hipot.nn.equivariant, "EDGE_CHUNK", chunk)
-    model = make_tiny()
+def test_recompute_gives_same_derivatives(nacl, chunk):
+    model = ForceStressModel(make_tiny())
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
     ref = model(g)
-    model.set_recompute(True)
-    got = model(g)
-    model.set_recompute(False)
+    got = model(g, ExecutionOptions(recompute=True, edge_chunk=chunk))
     torch.testing.assert_close(got.energy, ref.energy, atol=1e-12, rtol=0)
     torch.testing.assert_close(got.forces, ref.forces, atol=1e-12, rtol=0)
     torch.testing.assert_close(got.stress, ref.stress, atol=1e-12, rtol=0)
@@ -142,11 +137,12 @@ def test_recompute_gives_same_derivatives(nacl, monkeypatch, chunk):
 def test_folded_edge_linear_equals_unfolded(nacl):
     """In evaluation the radial -> edge -> MLP linear maps are folded into one; training with
     dropout keeps them apart. Both compute the same function."""
-    model = make_tiny(dropout=0.1, dropout_attn=0.0)
+    net = make_tiny(dropout=0.1, dropout_attn=0.0)
+    model = ForceStressModel(net)
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
     ref = model(g)
-    model.train()
-    for m in model.modules():
+    net.train()
+    for m in net.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = 1e-300  # active code path, numerically the identity
     got = model(g)
@@ -155,44 +151,36 @@ def test_folded_edge_linear_equals_unfolded(nacl):
 
 
 @pytest.mark.parametrize("layout", ["padded", "edges"])
-def test_inference_paths_give_same_derivatives(nacl, monkeypatch, layout):
-    """Frozen weights in eval mode take the lean convolution (with and without recomputing atom
-    runs or edge chunks); it gives the ordinary path's energy, forces and stress."""
-    import hipot.nn.tensor_product
-    from hipot.inference import weights_frozen
-
-    monkeypatch.setattr(hipot.nn.tensor_product, "EDGE_CHUNK", 7)
-    model = make_tiny()
-    for block in model.blocks:
+def test_inference_paths_give_same_derivatives(nacl, layout):
+    """The inference options (radial hidden layer kept, with and without recomputing atom runs or
+    edge chunks) give the ordinary path's energy, forces and stress."""
+    net = make_tiny()
+    for block in net.blocks:
         block.tp.layout = layout
+    model = ForceStressModel(net)
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
     ref = model(g)
-    with weights_frozen(model):
-        for recompute in (False, True):
-            model.set_recompute(recompute)
-            got = model(g)
-            for f in ("energy", "forces", "stress"):
-                torch.testing.assert_close(getattr(got, f), getattr(ref, f), atol=1e-12, rtol=0)
-    model.set_recompute(False)
+    for recompute in (False, True):
+        got = model(g, ExecutionOptions.inference(recompute=recompute, edge_chunk=7))
+        for f in ("energy", "forces", "stress"):
+            torch.testing.assert_close(getattr(got, f), getattr(ref, f), atol=1e-12, rtol=0)
 
 
 def test_cuequivariance_lean_and_frozen_finetuning(nacl):
-    """cuEquivariance kernels (their plain-PyTorch method on the CPU): the lean inference path
-    equals the reference, and training with frozen blocks still differentiates the force loss."""
+    """cuEquivariance kernels (their plain-PyTorch method on the CPU): the inference path equals
+    the reference, and training with frozen blocks still differentiates the force loss."""
     pytest.importorskip("cuequivariance_torch")
-    from hipot.inference import weights_frozen
-
-    model = make_tiny()
+    net = make_tiny()
+    model = ForceStressModel(net)
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
     ref = model(g)
-    model.set_backend("cueq")
-    with weights_frozen(model):
-        got = model(g)
+    net.set_backend("cueq")
+    got = model(g, ExecutionOptions.inference())
     for f in ("energy", "forces", "stress"):
         torch.testing.assert_close(getattr(got, f), getattr(ref, f), atol=1e-10, rtol=0)
-    model.train()
-    for p in model.blocks.parameters():
+    net.train()
+    for p in net.blocks.parameters():
         p.requires_grad_(False)
-    pred = model(g, training=True)
+    pred = model(g, ExecutionOptions.training())
     (pred.forces.pow(2).mean() + pred.stress.pow(2).mean()).backward()
-    assert model.embedding.grad is not None and model.embedding.grad.abs().sum() > 0
+    assert net.embedding.grad is not None and net.embedding.grad.abs().sum() > 0

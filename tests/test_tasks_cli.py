@@ -17,7 +17,7 @@ from conftest import make_tiny, rattled
 from hipot import predict
 from hipot.checkpoint import save_model
 from hipot.cli import main
-from hipot.inference import Evaluator
+from hipot.evaluator import Evaluator
 from hipot.tasks import relax as relax_module
 from hipot.tasks.relax import relax
 

@@ -45,7 +45,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from ..distributed import PartialResults, finish, setup
     from ..graph import check_structure
-    from ..inference import Evaluator, _batches
+    from ..evaluator import Evaluator, _batches
 
     frames = ase.io.read(args.input, index=args.index)
     if not isinstance(frames, list):

@@ -21,7 +21,7 @@ def _model(args: argparse.Namespace, device=None):
         return EMT()
     if args.model.lower().startswith("ase:"):
         raise SystemExit(f"hipot {args.command}: unknown ASE calculator {args.model!r} (only ase:emt)")
-    from ..inference import Evaluator
+    from ..evaluator import Evaluator
 
     return Evaluator(args.model, device if device is not None else args.device, args.dtype, backend=args.backend)
 

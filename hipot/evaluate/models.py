@@ -41,18 +41,16 @@ class ModelHandle:
 
 
 def _torch_device(device: str) -> str:
-    import torch
+    from ..device import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(resolve_device(device))
 
 
 def load_hipot(model: str, device: str = "auto", dtype: str = "float32", backend: str = "auto",
                name: str | None = None) -> ModelHandle:
     from .. import __version__
     from ..calculator import HIPotCalculator
-    from ..inference import Evaluator
+    from ..evaluator import Evaluator
 
     ev = Evaluator(model, device, dtype, backend=backend)
     calc = HIPotCalculator(ev.model, device=ev.device, dtype=ev.dtype, backend=backend)

@@ -2,11 +2,10 @@
 tensor-product convolution with radial weights, and a gated nonlinearity."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from .invariant import EDGE_CHUNK
+from ..execution import ExecutionOptions
+from .chunks import sum_over_edge_chunks
 from .irreps import EquivariantLinear, Irreps
 from .radial import RadialMLP, normalized_silu
 from .tensor_product import ChannelwiseTensorProduct
@@ -61,7 +60,6 @@ class InteractionBlock(nn.Module):
         self.linear_2 = EquivariantLinear(self.tp.irreps_mid, gate_in)
         self.gate = Gate(irreps_out)
         self.inv_avg_neighbors = 1.0 / avg_num_neighbors
-        self.recompute = False
         self.set_kernel(None)
 
     def set_kernel(self, kernel: nn.Module | None) -> None:
@@ -70,44 +68,33 @@ class InteractionBlock(nn.Module):
         object.__setattr__(self, "_kernel", kernel)
 
     def _convolve_dict(self, h: dict[int, Tensor], sh: Tensor, radial: Tensor, center: Tensor,
-                       neighbor: Tensor) -> dict[int, Tensor]:
+                       neighbor: Tensor, options: ExecutionOptions) -> dict[int, Tensor]:
         tp = self._kernel if self._kernel is not None else self.tp
         last = self.radial.last()
-        if self._lean():
-            # inference: the kernel keeps the radial MLP's last hidden layer for the backward
-            # pass, not the per-edge weights
+        if options.keep_radial_hidden:
+            # the kernel keeps the radial MLP's last hidden layer for the backward pass, not the
+            # per-edge weights
             return tp.convolve_lean(h, sh, self.radial.hidden(radial), last, center, neighbor, h[0].shape[0],
-                                    recompute=self.recompute)
+                                    recompute=options.recompute, chunk=options.edge_chunk)
         return tp(h, sh, self.radial.hidden(radial) @ last, center, neighbor, h[0].shape[0])
 
-    def _lean(self) -> bool:
-        """Inference: eval mode and frozen weights. The lean kernels give first derivatives only,
-        which training (also fine-tuning with frozen layers: train mode) cannot use."""
-        return not self.training and not self.radial.weights[-1].requires_grad
-
     def _convolve(self, radial: Tensor, sh: Tensor, center: Tensor, neighbor: Tensor, *hs: Tensor) -> tuple:
-        agg = self._convolve_dict(dict(zip(sorted(self.irreps_in.ls), hs)), sh, radial, center, neighbor)
+        agg = self._convolve_dict(dict(zip(sorted(self.irreps_in.ls), hs)), sh, radial, center, neighbor,
+                                  ExecutionOptions())
         return tuple(agg[l] for l in sorted(agg))
 
-    def forward(self, xs: dict[int, Tensor], sh: Tensor, radial: Tensor,
-                center: Tensor, neighbor: Tensor) -> dict[int, Tensor]:
+    def forward(self, xs: dict[int, Tensor], sh: Tensor, radial: Tensor, center: Tensor, neighbor: Tensor,
+                options: ExecutionOptions = ExecutionOptions()) -> dict[int, Tensor]:
         sc = self.self_connection(xs)
         h = self.linear_1(xs)
-        # inference: the kernels' lean convolutions handle recompute themselves
-        if self.recompute and not self._lean():
-            # Keep only the 8 radial features per edge for the backward pass, not the per-edge
-            # tensor-product weights (thousands per edge): they are recomputed there.
-            # Edges go in chunks so that only one chunk's weights exist at a time, even there.
-            hs = [h[l] for l in sorted(h)]
-            outs = None
-            for s in range(0, center.numel(), EDGE_CHUNK):
-                sl = slice(s, s + EDGE_CHUNK)
-                part = checkpoint(self._convolve, radial[sl], sh[sl], center[sl], neighbor[sl], *hs,
-                                  use_reentrant=False)
-                outs = part if outs is None else tuple(a + b for a, b in zip(outs, part))
+        if options.recompute and not options.keep_radial_hidden:
+            # Keep only the radial features per edge for the backward pass, not the per-edge
+            # tensor-product weights (thousands per edge): they are recomputed there, chunk by chunk.
+            outs = sum_over_edge_chunks(self._convolve, (radial, sh, center, neighbor), [h[l] for l in sorted(h)],
+                                        options.edge_chunk, True)
             agg = dict(zip(sorted(self.tp.irreps_mid.ls), outs))
         else:
-            agg = self._convolve_dict(h, sh, radial, center, neighbor)
+            agg = self._convolve_dict(h, sh, radial, center, neighbor, options)
         h = self.linear_2({l: t * self.inv_avg_neighbors for l, t in agg.items()})
         h = {l: h[l] + sc[l] if l in sc else h[l] for l in h}
         return self.gate(h)

@@ -5,10 +5,9 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-
-EDGE_CHUNK = 1 << 19  # edges per recomputed chunk on large graphs
+from ..execution import ExecutionOptions
+from .chunks import sum_over_edge_chunks
 
 
 def _mlp(c: int) -> nn.Sequential:
@@ -46,9 +45,9 @@ class InvariantAttentionLayer(nn.Module):
         self.update_gate = nn.Linear(c, c)
         self.dropout = nn.Dropout(dropout)
         self.dropout_attn = nn.Dropout(dropout_attn)
-        self.recompute = False
 
-    def forward(self, x: Tensor, center: Tensor, neighbor: Tensor, radial: Tensor, envelope: Tensor) -> Tensor:
+    def forward(self, x: Tensor, center: Tensor, neighbor: Tensor, radial: Tensor, envelope: Tensor,
+                options: ExecutionOptions = ExecutionOptions()) -> Tensor:
         c = self.channels
         q = self.query(x)
         k = self.key(x)
@@ -59,16 +58,10 @@ class InvariantAttentionLayer(nn.Module):
         wk, wm = self.key_mlp[0].weight, self.msg_mlp[0].weight
         k_a, k_b = k @ wk[:, :c].T, k @ wk[:, c : 2 * c].T
         v_a, v_b = v @ wm[:, :c].T, v @ wm[:, c : 2 * c].T
-        nodes = (q, k_a, k_b, v_a, v_b)
-        if not self.recompute:
-            return self._update(x, self._messages(radial, envelope, center, neighbor, *nodes))
-        # Large graphs: edges in chunks, each chunk's (E, C) activations recomputed in the backward
-        # pass from its radial features instead of being stored.
-        agg = torch.zeros_like(x)
-        for s in range(0, center.numel(), EDGE_CHUNK):
-            sl = slice(s, s + EDGE_CHUNK)
-            agg = agg + checkpoint(self._messages, radial[sl], envelope[sl], center[sl], neighbor[sl], *nodes,
-                                   use_reentrant=False)
+        # with options.recompute, each chunk's (E, C) activations are recomputed in the backward
+        # pass from its radial features instead of being stored
+        (agg,) = sum_over_edge_chunks(self._messages, (radial, envelope, center, neighbor), (q, k_a, k_b, v_a, v_b),
+                                      options.edge_chunk, options.recompute)
         return self._update(x, agg)
 
     def _update(self, x: Tensor, agg: Tensor) -> Tensor:
@@ -79,7 +72,7 @@ class InvariantAttentionLayer(nn.Module):
         return (1 - u) * (r * x) + u * h
 
     def _messages(self, radial: Tensor, envelope: Tensor, center: Tensor, neighbor: Tensor, q: Tensor,
-                  k_a: Tensor, k_b: Tensor, v_a: Tensor, v_b: Tensor) -> Tensor:
+                  k_a: Tensor, k_b: Tensor, v_a: Tensor, v_b: Tensor) -> tuple[Tensor]:
         """Sum over each atom's neighbours of the gated, attention-weighted messages."""
         c = self.channels
         wk, wm = self.key_mlp[0].weight, self.msg_mlp[0].weight
@@ -103,4 +96,4 @@ class InvariantAttentionLayer(nn.Module):
         msg = self.msg_mlp[2](torch.nn.functional.silu(hm)) * torch.sigmoid(self.att_norm(alpha))
         if self.smooth:
             msg = msg * envelope.unsqueeze(-1)
-        return torch.zeros_like(q).index_add_(0, center, msg)
+        return (torch.zeros_like(q).index_add_(0, center, msg),)

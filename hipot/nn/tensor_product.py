@@ -23,7 +23,6 @@ from e3nn.o3 import wigner_3j
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .invariant import EDGE_CHUNK
 from .irreps import Irreps
 
 
@@ -205,7 +204,8 @@ class ChannelwiseTensorProduct(nn.Module):
         return tuple(outs)
 
     def convolve_lean(self, xs: dict[int, Tensor], sh: Tensor, hidden: Tensor, last: Tensor, center: Tensor,
-                      neighbor: Tensor, num_nodes: int, recompute: bool = False) -> dict[int, Tensor]:
+                      neighbor: Tensor, num_nodes: int, recompute: bool = False, chunk: int = 1 << 19
+                      ) -> dict[int, Tensor]:
         """The product with weights `hidden @ last` (the radial MLP's last layer), for inference.
         With `recompute` on a CPU, atom runs are recomputed in the backward pass, so that no
         per-edge activation but `hidden` is kept (large graphs)."""
@@ -216,8 +216,8 @@ class ChannelwiseTensorProduct(nn.Module):
         # edges in chunks, each recomputed in the backward pass
         ls = sorted(xs)
         total: dict[int, Tensor] = {}
-        for s in range(0, sh.shape[0], EDGE_CHUNK):
-            e = slice(s, s + EDGE_CHUNK)
+        for s in range(0, sh.shape[0], chunk):
+            e = slice(s, s + chunk)
             part = checkpoint(self._lean_chunk, ls, num_nodes, sh[e], hidden[e], last, center[e], neighbor[e],
                               *(xs[l] for l in ls), use_reentrant=False)
             total = part if not total else {l: total[l] + part[l] for l in total}

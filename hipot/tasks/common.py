@@ -13,7 +13,7 @@ from ase.calculators.calculator import Calculator, all_changes
 
 from ..calculator import HIPotCalculator
 from ..graph import StructureError, check_structure
-from ..inference import Evaluator
+from ..evaluator import Evaluator
 from ..model import HIENet
 
 # What every task accepts as `model`: a name or folder, a HIENet, an Evaluator, or any ASE calculator.

@@ -21,7 +21,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..graph import StructureError
-from ..inference import Evaluator
+from ..evaluator import Evaluator
 from .common import ModelLike, Result, check_inputs, progress_bar, resolve_model
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")

@@ -6,6 +6,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..derivatives import ForceStressModel
+from ..execution import ExecutionOptions
 from ..model import HIENet
 from .data import Dataset, _spaced, collate
 from .statistics import composition, fit_element_energies
@@ -37,7 +39,7 @@ def refit_shift(model: HIENet, ds: Dataset, batch_size: int = 8, max_frames: int
     for k in range(0, len(idx), batch_size):
         samples = [ds[int(i)] for i in idx[k:k + batch_size]]
         graph, labels = collate(samples)
-        pred = model(graph.to(device, dtype), forces=False, stress=False)
+        pred = ForceStressModel(model)(graph.to(device, dtype), ExecutionOptions(), forces=False, stress=False)
         residuals.extend((labels.energy - pred.energy.double().cpu()).tolist())
         counts.extend(composition(s.numbers, species) for s in samples)
     counts_arr = np.array(counts)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..derivatives import Prediction
+from ..types import Prediction
 from .config import LossConfig
 from .data import KBAR_PER_EV_A3, Labels
 

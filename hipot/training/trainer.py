@@ -25,7 +25,9 @@ from torch import nn
 
 from .. import distributed
 from ..config import ModelConfig
-from ..graph import AtomGraph
+from ..derivatives import ForceStressModel
+from ..execution import ExecutionOptions
+from ..types import AtomGraph
 from ..model import HIENet
 from .config import TrainConfig, load_config, save_config
 from .data import (Concat, Dataset, InMemoryDataset, LabelKeys, Labels, Subset, collate, read_samples,
@@ -97,7 +99,7 @@ def forward_loss(model: nn.Module, batch: tuple[AtomGraph, Labels], loss: Loss, 
     counts = all_reduce(Loss.counts(labels), device) if world_size > 1 else Loss.counts(labels)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
-        pred = model(graph, forces=True, stress=stress, training=True)
+        pred = ForceStressModel(model)(graph, ExecutionOptions.training(), forces=True, stress=stress)
     for f in ("energy", "forces", "stress"):  # the loss in the weights' precision
         v = getattr(pred, f)
         if v is not None and v.dtype != dtype:
@@ -368,8 +370,6 @@ class Trainer:
 
     def validate(self, ds: Dataset | None = None) -> torch.Tensor:
         """Error sums of the evaluation (EMA) model on the validation set (or `ds`), summed over processes."""
-        from ..inference import weights_frozen
-
         ds = ds if ds is not None else self.valid_set
         sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64, device=self.device)
         if ds is None:
@@ -379,13 +379,13 @@ class Trainer:
         model.eval()
         mine = np.array(list(distributed.shard(len(ds), self.world)), dtype=np.int64)
         bs = self.cfg.data.valid_batch_size or self.cfg.data.batch_size
-        with weights_frozen(model):
-            for idx in fixed_batches(mine, bs):
-                graph, labels = collate([ds[int(i)] for i in idx])
-                graph, labels = graph.to(self.device, self.dtype), labels.to(self.device, self.dtype)
-                pred = model(graph, forces=True, stress=bool(labels.has_stress.any()))
-                _, s = self.loss(pred, labels, Loss.counts(labels))
-                sums += s
+        potential = ForceStressModel(model)
+        for idx in fixed_batches(mine, bs):
+            graph, labels = collate([ds[int(i)] for i in idx])
+            graph, labels = graph.to(self.device, self.dtype), labels.to(self.device, self.dtype)
+            pred = potential(graph, ExecutionOptions(), forces=True, stress=bool(labels.has_stress.any()))
+            _, s = self.loss(pred, labels, Loss.counts(labels))
+            sums += s
         model.train(was_training)
         return all_reduce(sums, self.device)
 

@@ -1,7 +1,6 @@
 """Batched evaluation of many structures: energies, forces, stress as numpy arrays."""
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -9,23 +8,12 @@ import torch
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .derivatives import ForceStressModel
+from .execution import ExecutionOptions
 from .graph import build_graph
 from .model import HIENet
 from .pretrained import load_model
-
-
-@contextmanager
-def weights_frozen(model: torch.nn.Module):
-    """Inference needs gradients with respect to positions only: with the weights' requires_grad
-    off, autograd keeps far fewer activations. Restores the flags afterwards."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
+from .types import AtomGraph, Prediction
 
 
 def _batches(structures: Sequence[Atoms], batch_size: int, max_atoms: int | None) -> Iterator[list[int]]:
@@ -50,6 +38,7 @@ class Evaluator:
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
                  cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int | None = None):
         self.model = load_model(model, device=device, dtype=dtype, backend=backend)
+        self.potential = ForceStressModel(self.model)
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
         self.min_distance = min_distance
@@ -60,7 +49,7 @@ class Evaluator:
         if cuda_graphs and self.device.type == "cuda":
             from .cuda_graphs import GraphedStep
 
-            self.graphed = GraphedStep(self.model)
+            self.graphed = GraphedStep(self.potential)
         self.graph_max_atoms = graph_max_atoms
         # Above this many edges, per-edge activations are recomputed in the backward pass instead of
         # kept: on a GPU the cuEquivariance kernels keep little per edge anyway; on a CPU, from about
@@ -69,13 +58,17 @@ class Evaluator:
             recompute_edges = 200_000 if self.device.type == "cuda" else 20_000
         self.recompute_edges = recompute_edges
 
-    def step(self, graph, stress: bool = True):
+    def options(self, graph: AtomGraph) -> ExecutionOptions:
+        """How this graph is evaluated: first derivatives only, large graphs recomputing their
+        per-edge activations in the backward pass."""
+        return ExecutionOptions.inference(recompute=graph.num_edges > self.recompute_edges)
+
+    def step(self, graph: AtomGraph, stress: bool = True) -> Prediction:
         """Energy, forces (and stress) of a graph already on the device."""
-        with weights_frozen(self.model):
-            if self.graphed is not None and graph.num_atoms <= self.graph_max_atoms:
-                return self.graphed(graph)
-            self.model.set_recompute(graph.center.numel() > self.recompute_edges)
-            return self.model(graph, forces=True, stress=stress)
+        options = self.options(graph)
+        if self.graphed is not None and graph.num_atoms <= self.graph_max_atoms:
+            return self.graphed(graph, options)
+        return self.potential(graph, options, forces=True, stress=stress)
 
     def evaluate(self, structures: Sequence[Atoms], batch_size: int = 64, max_atoms: int | None = 4096,
                  stress: bool = True, progress: bool = False) -> list[dict[str, object]]:
