@@ -10,7 +10,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from .derivatives import ForceStressModel
 from .execution import ExecutionOptions
-from .graph import build_graph
+from .graph import build_graph, build_graph_from_tensors
 from .model import HIENet
 from .pretrained import load_model
 from .types import AtomGraph, Prediction
@@ -69,6 +69,18 @@ class Evaluator:
         if self.graphed is not None and graph.num_atoms <= self.graph_max_atoms:
             return self.graphed(graph, options)
         return self.potential(graph, options, forces=True, stress=stress)
+
+    def predict_tensors(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+                        system_idx: torch.Tensor, stress: bool = True, labels: Sequence[str] | None = None
+                        ) -> Prediction:
+        """Tensors in, tensors out, for engines that keep their state on the device (torch-sim):
+        the batch as `graph.build_graph_from_tensors` takes it, checked like any input, evaluated
+        in one call. Returns the Prediction on the model's device in its dtype (stress zeros for
+        structures not periodic in all three directions)."""
+        graph = build_graph_from_tensors(positions.to(self.device), numbers.to(self.device), cell.to(self.device),
+                                         pbc.to(self.device), system_idx.to(self.device), self.model.cutoff,
+                                         self.model.species, self.min_distance, labels=labels, dtype=self.dtype)
+        return self.step(graph, stress)
 
     def evaluate(self, structures: Sequence[Atoms], batch_size: int = 64, max_atoms: int | None = 4096,
                  stress: bool = True, progress: bool = False) -> list[dict[str, object]]:

@@ -259,3 +259,32 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
         ptr=ptr,
     )
     return graph.to(device) if device.type == "cuda" else graph
+
+
+def build_graph_from_tensors(positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor,
+                             pbc: torch.Tensor, system_idx: torch.Tensor, cutoff: float,
+                             supported: Sequence[int] | None = None, min_distance: float = 0.1,
+                             labels: Sequence[str] | None = None, dtype: torch.dtype | None = None) -> AtomGraph:
+    """The same graph as `build_graph`, from a batch given as tensors on any device: positions
+    (N, 3), numbers (N,), cell (B, 3, 3) with rows as lattice vectors, pbc (B, 3) or (3,), and
+    system_idx (N,) the structure of each atom (non-decreasing, every structure non-empty).
+    The graph is returned on the tensors' device in `dtype` (default: the positions' dtype),
+    with the same checks and errors as `build_graph`."""
+    device = positions.device
+    n_sys = cell.shape[0]
+    if pbc.dim() == 1:
+        pbc = pbc.expand(n_sys, 3)
+    if system_idx.numel() and bool((system_idx[1:] < system_idx[:-1]).any()):
+        raise StructureError("system_idx must be non-decreasing (atoms grouped by structure)")
+    counts = torch.bincount(system_idx, minlength=n_sys).cpu()
+    labels = list(labels) if labels is not None else [f"structure {b}" for b in range(n_sys)]
+    for b in range(n_sys):
+        if int(counts[b]) == 0:
+            raise StructureError(f"{labels[b]}: empty structure (no atoms)")
+    # TODO(graph): neighbour lists on the device without a per-structure host round trip
+    pos, num, cel, per = (t.detach().cpu().numpy() for t in (positions.double(), numbers, cell.double(), pbc))
+    ptr = np.concatenate([[0], np.cumsum(counts.numpy())])
+    structures = [Atoms(numbers=num[ptr[b]:ptr[b + 1]], positions=pos[ptr[b]:ptr[b + 1]], cell=cel[b],
+                        pbc=per[b].tolist()) for b in range(n_sys)]
+    graph = build_graph(structures, cutoff, supported, min_distance, labels=labels, device=device)
+    return graph.to(device, dtype or positions.dtype)

@@ -14,6 +14,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ..calculator import HIPotCalculator
 from ..graph import StructureError, check_structure
 from ..evaluator import Evaluator
+from ..io import atomic_write, jsonable, write_json  # noqa: F401  (tasks import them from here)
 from ..model import HIENet
 
 # What every task accepts as `model`: a name or folder, a HIENet, an Evaluator, or any ASE calculator.
@@ -124,20 +125,6 @@ def read_structures(spec: str, index: str = ":") -> list[Atoms]:
     return frames
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not np.isfinite(x):
-        return None  # JSON has no NaN/inf
-    return x
-
-
 class Result:
     """Mixin for result dataclasses: to_dict() gives the JSON summary (no Atoms, arrays as lists)."""
 
@@ -147,29 +134,8 @@ class Result:
             v = getattr(self, f.name)
             if isinstance(v, Atoms) or f.name == "atoms" or f.name.startswith("_"):
                 continue
-            out[f.name] = _jsonable(v)
+            out[f.name] = jsonable(v)
         return out
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Write through a temporary file next to `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    def _w(tmp: Path) -> None:
-        tmp.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
-
-    return atomic_write(path, _w)
 
 
 def pyplot():
