@@ -2,23 +2,40 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 
 
+def recipe_from_args(args: argparse.Namespace):
+    """The recipe of --config (or the defaults), with the command line's values on top."""
+    from ..distill import Recipe
+
+    recipe = Recipe.load(args.config) if args.config else Recipe()
+    for name in ("seeds", "test", "teacher", "limit", "max_atoms"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(recipe, name, value)
+    data = {k: v for k, v in (("md_seeds", args.md_seeds), ("md_steps", args.md_steps), ("seed", args.seed))
+            if v is not None}
+    recipe.data = dataclasses.replace(recipe.data, **data)
+    if not recipe.seeds:
+        raise SystemExit("hipot distill: no seed structures: give --seeds FILE... or a --config with `seeds`")
+    return recipe
+
+
 def cmd_distill(args: argparse.Namespace) -> int:
-    from ..distill import DistillSet, distill
+    from ..distill import distill
     from ..pretrained import cache_dir
     from ..training.config import parse_override
 
+    recipe = recipe_from_args(args)
     overrides = [parse_override(s) for s in args.set or []]
     if args.epochs is not None:
         overrides.append({"run": {"epochs": args.epochs}})
     if args.max_steps is not None:
         overrides.append({"run": {"max_steps": args.max_steps or None}})
-    data_cfg = DistillSet(md_seeds=args.md_seeds, md_steps=args.md_steps, seed=args.seed)
-    model_dir = distill(args.seeds, args.out, teacher=args.teacher, device=args.device, limit=args.limit,
-                        max_atoms=args.max_atoms, data_cfg=data_cfg, overrides=overrides, progress=not args.quiet)
+    model_dir = distill(recipe, args.out, device=args.device, overrides=overrides, progress=not args.quiet)
     if args.install_as:
         dest = cache_dir() / args.install_as
         tmp = dest.with_name(f".{dest.name}.tmp")
@@ -33,20 +50,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("distill", help="train a smooth HIENet (energy continuous at the cutoff) on a teacher's "
-                                       "energies, forces and stresses")
-    p.add_argument("--seeds", nargs="+", required=True,
-                   help="seed structures: ASE-readable files or JSON lists of records with a pymatgen 'structure'")
-    p.add_argument("--out", required=True, help="run folder (data.extxyz, student_init/, train/); "
+                                       "energies, forces and stresses",
+                       description="Seeds -> rattled, strained and element-substituted copies, teacher relaxations "
+                                   "and MD -> teacher labels -> the teacher's weights with smooth_invariant=True, "
+                                   "trained with the `distill` preset. The same command continues an interrupted "
+                                   "run. The recipe used for hienet-v3-smooth: benchmarks/smooth/distill_recipe.yaml.")
+    p.add_argument("--config", help="recipe YAML (seeds, test, teacher, max_atoms, limit, data, training); the "
+                                    "options below override it")
+    p.add_argument("--seeds", nargs="+",
+                   help="seed structures: ASE-readable files or JSON with pymatgen structures (matcalc files)")
+    p.add_argument("--test", nargs="+", help="held-out structures, labelled by the teacher and scored at the end")
+    p.add_argument("--out", required=True, help="run folder (data/, md/, student_init/, train/); "
                                                 "the same command continues an interrupted run")
-    p.add_argument("--teacher", default="hienet-v3", help="teacher model (default: hienet-v3)")
+    p.add_argument("--teacher", help="teacher model (default: hienet-v3)")
     p.add_argument("--device", default="auto")
     p.add_argument("--limit", type=int, help="at most this many seeds (random, fixed seed)")
-    p.add_argument("--max-atoms", type=int, default=64, help="largest seed structure (default: 64)")
-    p.add_argument("--md-seeds", type=int, help="teacher MD from at most this many seeds (default: all)")
-    p.add_argument("--md-steps", type=int, default=60, help="Langevin steps per temperature (default: 60)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: 3)")
-    p.add_argument("--max-steps", type=int, help="stop training after this many steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-atoms", type=int, help="largest seed structure (default: 64)")
+    p.add_argument("--md-seeds", type=int, help="teacher MD from at most this many structures (default: all)")
+    p.add_argument("--md-steps", type=int, help="Langevin steps per temperature (default: 60)")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the distill preset's 6)")
+    p.add_argument("--max-steps", type=int, help="stop training after this many steps in total (resumable)")
+    p.add_argument("--seed", type=int, help="seed of the data (default: 0)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="training config override")
     p.add_argument("--install-as", metavar="NAME", help="copy the model into the cache as a named model, "
                                                         "e.g. hienet-v3-smooth (then --model NAME works)")

@@ -224,6 +224,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "run": {"epochs": 50},
         "finetune": {"start": "hienet-v3", "refit_shift": True},
     },
+    # Distillation (`hipot distill`): a student that starts from the teacher's weights learns the
+    # teacher's exact labels (no noise to average out): batches of 16, a per-step cosine over a few
+    # epochs, no shift refit (the student's shifts are the teacher's); finetune.start is set by
+    # `hipot distill` to the smooth starting model.
+    "distill": {
+        "data": {"batch_size": 16, "valid_fraction": 0.02},
+        "loss": {"kind": "huber", "huber_delta": 0.01, "energy_weight": 1.0, "forces_weight": 1.0,
+                 "stress_weight": 0.01, "stress_unit": "kbar"},
+        "optim": {"lr": 2e-4, "weight_decay": 0.0, "ema_decay": 0.999, "grad_clip": 10.0},
+        "schedule": {"per": "step", "warmup": 0.1, "warmup_start": 0.1, "min_factor": 0.02},
+        "run": {"epochs": 6, "checkpoint_every": 500},
+        "finetune": {"refit_shift": False},
+    },
 }
 
 

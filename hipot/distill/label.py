@@ -1,0 +1,89 @@
+"""The teacher's energies, forces and stresses as training labels (REF_energy, REF_forces,
+REF_stress), written in parts so that an interrupted labelling continues where it stopped."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+
+from ..evaluator import Evaluator
+from ..io import atomic_write
+from ..types import StructureError
+
+
+def _evaluate_safely(evaluator: Evaluator, structures: list[Atoms], batch_size: int) -> list[dict | None]:
+    """Teacher results; None for structures the model refuses (e.g. atoms run into each other)."""
+    try:
+        return evaluator.evaluate(structures, batch_size=batch_size)
+    except StructureError:
+        out: list[dict | None] = []
+        for a in structures:
+            try:
+                out.append(evaluator.evaluate([a])[0])
+            except StructureError:
+                out.append(None)
+        return out
+
+
+def label(structures: Sequence[Atoms], teacher: Evaluator, max_force: float = 50.0,
+          batch_size: int = 64) -> list[Atoms]:
+    """Copies carrying the teacher's energy, forces and (3D-periodic cells) stress as REF_*; those
+    the teacher refuses, or with a force above `max_force` eV/A (unphysical), are dropped."""
+    out = []
+    for a, r in zip(structures, _evaluate_safely(teacher, list(structures), batch_size)):
+        if r is None or not np.all(np.isfinite(r["forces"])) or np.abs(r["forces"]).max(initial=0.0) > max_force:
+            continue
+        b = Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc)
+        b.info.update({k: v for k, v in a.info.items() if k in ("source", "kind", "temperature")})
+        b.info["REF_energy"] = float(r["energy"])
+        b.arrays["REF_forces"] = np.asarray(r["forces"])
+        if "stress" in r:
+            b.info["REF_stress"] = np.asarray(r["stress"])
+        out.append(b)
+    return out
+
+
+def write_extxyz(path: str | Path, frames: Sequence[Atoms]) -> Path:
+    import ase.io
+
+    return atomic_write(path, lambda tmp: ase.io.write(tmp, list(frames), format="extxyz"))
+
+
+def label_in_parts(structures: Sequence[Atoms], teacher: Evaluator, folder: str | Path, part_size: int = 2000,
+                   max_force: float = 50.0, batch_size: int = 64, progress: bool = False) -> tuple[list[Path], int]:
+    """Label `structures` in consecutive parts of `part_size`, each written atomically as
+    FOLDER/part-NNNN.extxyz; parts already on disk are kept (the list must be the same as in the
+    interrupted run, which a fixed seed makes it). Returns the non-empty parts and the number of
+    labelled structures."""
+    folder = Path(folder)
+    starts = range(0, len(structures), part_size)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(structures), desc="teacher labels", unit="structure")
+    parts, count = [], 0
+    for p, start in enumerate(starts):
+        path = folder / f"part-{p:04d}.extxyz"
+        chunk = structures[start:start + part_size]
+        if not path.exists():
+            write_extxyz(path, label(chunk, teacher, max_force, batch_size))
+        n = _count_frames(path)
+        if n:
+            parts.append(path)
+            count += n
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return parts, count
+
+
+def _count_frames(path: Path) -> int:
+    if path.stat().st_size == 0:
+        return 0
+    import ase.io
+
+    return sum(1 for _ in ase.io.iread(path, ":", format="extxyz"))
