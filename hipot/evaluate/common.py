@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-BENCHMARKS = ["wbm", "dcdft", "elastic", "diatomics", "phonons"]
+BENCHMARKS = ["wbm", "dcdft", "elastic", "diatomics", "phonons", "heat_capacity", "kappa"]
 
 
 @dataclass
@@ -20,12 +20,18 @@ class Options:
     batch_size: int = 64
     seed: int = 0
     max_atoms: int | None = None   # only structures with at most this many atoms (--quick: CPU-sized)
+    scratch: Path | None = None    # a model's folder for partial results of long benchmarks (set by the runner)
 
     def limit(self, bench: str, peer: bool) -> int | None:
         n = self.limits.get(bench)
         if peer and self.peer_limits.get(bench) is not None:
             n = self.peer_limits[bench] if n is None else min(n, self.peer_limits[bench])
         return n
+
+
+def num(x) -> float:
+    """A stored number as a float: null (a missing value in strict JSON) is NaN."""
+    return float("nan") if x is None else float(x)
 
 
 def subset(n_total: int, limit: int | None, seed: int = 0) -> list[int]:

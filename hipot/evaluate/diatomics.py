@@ -12,7 +12,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
 
-from .common import Options, log, pick
+from ..tasks.checks import steps_along
+from .common import Options, log, num, pick
 from .data import load_diatomics
 from .metrics import sign_flips
 from .models import ModelHandle, single_points
@@ -23,6 +24,18 @@ BOX = 30.0
 FORCE_TOL = 0.01   # eV/A: forces smaller than this do not count as a sign
 INNER = 0.8        # smoothness scores use grid points r >= INNER * (PBE bond length): the steep wall
                    # below would dominate total variations and is not where the curve's shape matters
+STEP_TOL = 0.01    # eV: an energy change between grid points that the forces miss by more is a step
+
+
+def energy_steps(grid, e_grid, f_grid, r_min: float) -> int:
+    """Steps along the curve from the PBE bond length outwards: intervals of the 0.05 A grid whose
+    energy change the forces (trapezoid rule) miss by more than STEP_TOL. A curve continuous on
+    the grid's scale has none; HIENet-V3 has its cutoff jump (one per dimer); a curve that makes
+    up a jump within a few hundredths of an A counts too."""
+    g = np.asarray(grid)
+    m = g >= r_min
+    res = steps_along(g[m], np.asarray(e_grid)[m], np.asarray(f_grid)[m])
+    return int(np.sum(np.abs(res) > STEP_TOL))
 
 
 def smoothness(grid, e_grid, f_grid, r_min: float) -> dict[str, float]:
@@ -89,7 +102,7 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
         })
     log(f"diatomics: {handle.name}: done")
     return {"settings": {"grid": [float(GRID[0]), float(GRID[-1]), 0.05], "cutoff": rc, "eps": EPS, "box": BOX,
-                         "force_tol": FORCE_TOL, "n": len(items)}, "items": items}
+                         "force_tol": FORCE_TOL, "step_tol": STEP_TOL, "n": len(items)}, "items": items}
 
 
 def summarize(raw: dict[str, Any], ids: set[str] | None = None) -> dict[str, Any]:
@@ -97,14 +110,18 @@ def summarize(raw: dict[str, Any], ids: set[str] | None = None) -> dict[str, Any
     out: dict[str, Any] = {"n": len(items), "failed": sum(1 for it in raw["items"] if it.get("failed"))}
     if not items:
         return out
-    jumps = np.abs([it["jump_at_cutoff"] for it in items])
+    jumps = np.abs([num(it["jump_at_cutoff"]) for it in items])
     out.update({"jump_mean": float(jumps.mean()), "jump_median": float(np.median(jumps)), "jump_max": float(jumps.max()),
                 "jump_max_element": items[int(np.argmax(jumps))]["element"],
                 "jump_over_10meV": int(np.sum(jumps > 0.01)),
-                "force_jump_mean": float(np.mean(np.abs([it.get("force_jump_at_cutoff", np.nan) for it in items])))})
+                "force_jump_mean": float(np.mean(np.abs([num(it.get("force_jump_at_cutoff")) for it in items])))})
+    steps = np.array([energy_steps(it["grid"], it["energy_grid"], it["force_grid"], it.get("pbe_r_min", 1.25))
+                      for it in items])
+    out.update({"energy_steps_mean": float(steps.mean()), "energy_steps_max": int(steps.max()),
+                "curves_with_steps": int(np.sum(steps > 0))})
     smooth = [smoothness(it["grid"], it["energy_grid"], it["force_grid"], it.get("pbe_r_min", 1.25)) for it in items]
     for key in ("force_flips", "energy_diff_flips", "force_total_variation"):
         out[key] = float(np.mean([sm[key] for sm in smooth]))
     for key in ("energy_mae_vs_pbe", "bond_length_error", "well_depth_error"):
-        out[key] = float(np.mean([it[key] for it in items]))
+        out[key] = float(np.nanmean([num(it[key]) for it in items]))
     return out

@@ -44,42 +44,48 @@ def classification(e_hull_pred, e_hull_true, threshold: float = 0.0) -> dict[str
 
 
 def birch_murnaghan_fit(volumes, energies) -> tuple[float, float, float, float]:
-    """Third-order Birch-Murnaghan fit, E as a cubic polynomial in x = V^(-2/3) (the Delta-test
-    way: linear least squares, no starting guess). Returns V0 (A^3), B0 (eV/A^3), B1, E0 (eV)."""
-    v = np.asarray(volumes, float)
-    e = np.asarray(energies, float)
-    x = v ** (-2.0 / 3.0)
-    c3, c2, c1, c0 = np.polyfit(x, e, 3)
-    # minimum: dE/dx = 3 c3 x^2 + 2 c2 x + c1 = 0, root with positive curvature nearest the data
-    roots = np.roots([3 * c3, 2 * c2, c1])
-    roots = roots[np.isreal(roots)].real
-    roots = roots[(roots > 0) & (6 * c3 * roots + 2 * c2 > 0)]
-    if roots.size == 0:
+    """The eos task's third-order Birch-Murnaghan fit (the Delta test's: E cubic in V^(-2/3)),
+    its minimum allowed outside the sampled range. Returns V0 (A^3), B0 (eV/A^3), B1, E0 (eV);
+    NaNs when the curve has no minimum."""
+    from ..tasks.eos import fit_birch_murnaghan
+
+    try:
+        e0, v0, b0, b1, _ = fit_birch_murnaghan(volumes, energies, bounded=False)
+    except ValueError:
         return (float("nan"),) * 4
-    x0 = roots[np.argmin(np.abs(roots - x.mean()))]
-    v0 = x0 ** (-1.5)
-    d2 = 6 * c3 * x0 + 2 * c2   # d2E/dx2
-    d3 = 6 * c3                 # d3E/dx3
-    # B = V d2E/dV2 with x = V^(-2/3): dx/dV = -2/3 x/V, and at the minimum dE/dx = 0
-    b0 = (4.0 / 9.0) * x0 ** 2 * d2 / v0
-    # B' = -(V/B) dB/dV; with dE/dx = 0 at the minimum this reduces to 4 + (2/3) x E'''(x) / E''(x)
-    b1 = 4.0 + (2.0 / 3.0) * x0 * d3 / d2
-    e0 = float(np.polyval([c3, c2, c1, c0], x0))
-    return float(v0), float(b0), float(b1), e0
+    return v0, b0, b1, e0
 
 
 def vrh_moduli(c: np.ndarray) -> tuple[float, float]:
-    """Voigt-Reuss-Hill bulk and shear moduli from a 6x6 stiffness matrix (Voigt notation, any unit)."""
-    c = 0.5 * (np.asarray(c, float) + np.asarray(c, float).T)
-    kv = (c[0, 0] + c[1, 1] + c[2, 2] + 2 * (c[0, 1] + c[1, 2] + c[0, 2])) / 9
-    gv = (c[0, 0] + c[1, 1] + c[2, 2] - (c[0, 1] + c[1, 2] + c[0, 2]) + 3 * (c[3, 3] + c[4, 4] + c[5, 5])) / 15
+    """Voigt-Reuss-Hill bulk and shear moduli of a 6x6 stiffness matrix (the elastic task's), NaN
+    for a singular one."""
+    from ..tasks.elastic import vrh
+
+    c = np.asarray(c, float)
     try:
-        s = np.linalg.inv(c)
-        kr = 1 / (s[0, 0] + s[1, 1] + s[2, 2] + 2 * (s[0, 1] + s[1, 2] + s[0, 2]))
-        gr = 15 / (4 * (s[0, 0] + s[1, 1] + s[2, 2]) - 4 * (s[0, 1] + s[1, 2] + s[0, 2]) + 3 * (s[3, 3] + s[4, 4] + s[5, 5]))
+        m = vrh(0.5 * (c + c.T))
     except np.linalg.LinAlgError:
         return float("nan"), float("nan")
-    return float((kv + kr) / 2), float((gv + gr) / 2)
+    return float(m["k_vrh"]), float(m["g_vrh"])
+
+
+def symmetric_relative_error(pred, true) -> np.ndarray:
+    """Per entry 2 |p - t| / (p + t), the kappa benchmark's SRE; 2 (the largest) where the
+    prediction is missing (a failed calculation), as Matbench Discovery counts it."""
+    p, t = np.asarray(pred, float), np.asarray(true, float)
+    out = np.full(p.shape, 2.0)
+    ok = np.isfinite(p) & (p + t > 0)
+    out[ok] = 2 * np.abs(p[ok] - t[ok]) / (p[ok] + t[ok])
+    return out
+
+
+def symmetric_relative_deviation(pred, true) -> np.ndarray:
+    """Per entry 2 (p - t) / (p + t) (signed); -2 where the prediction is missing."""
+    p, t = np.asarray(pred, float), np.asarray(true, float)
+    out = np.full(p.shape, -2.0)
+    ok = np.isfinite(p) & (p + t > 0)
+    out[ok] = 2 * (p[ok] - t[ok]) / (p[ok] + t[ok])
+    return out
 
 
 def sign_flips(values, tol: float) -> int:

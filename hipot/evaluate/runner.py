@@ -1,6 +1,9 @@
-"""Runs the benchmarks for every model, writing raw per-structure JSON as each one finishes."""
+"""Runs the benchmarks for every model, writing raw per-structure JSON as each one finishes
+(strict JSON through hipot.io: a missing number is null, read back as NaN by the summaries), and
+completes raw results made where an optional package was missing."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -10,8 +13,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
+from ..io import write_json as _write_json
 from .common import BENCHMARKS, Options, log
 from .models import ModelHandle, PeerUnavailable, load_hipot, load_peer
 
@@ -20,20 +22,9 @@ def bench_module(name: str):
     return import_module(f"{__package__}.{name}")
 
 
-def _default(o: Any):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic write (tmp + rename), NaN kept as JSON NaN (Python's json reads it back)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, default=_default))  # compact: the full run holds ~10^5 numbers
-    tmp.replace(path)
+    """A raw result, atomically and compactly (a full run holds ~10^5 numbers)."""
+    _write_json(path, obj, indent=None)
 
 
 def raw_path(raw_dir: Path, model: str, bench: str) -> Path:
@@ -86,18 +77,27 @@ def run_all(model: str, peers: Sequence[str], benchmarks: Sequence[str], opts: O
         for bench in todo:
             t0 = time.perf_counter()
             try:
-                raw = bench_module(bench).run(handle, opts)
+                scratch = raw_path(raw_dir, name, bench).with_suffix(".parts")
+                raw = bench_module(bench).run(handle, dataclasses.replace(opts, scratch=scratch))
             except Exception as e:  # one failing benchmark must not lose the others
                 log(f"{bench}: {name}: FAILED: {e!r}")
                 raw = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(), "items": []}
             raw.update({"model": name, "bench": bench, "seconds": time.perf_counter() - t0,
                         "device": manifest["device"]})
             write_json(raw_path(raw_dir, name, bench), raw)
+            if not raw.get("error"):
+                _remove(scratch)
             log(f"{bench}: {name}: {raw['seconds']:.1f}s, raw results in {raw_path(raw_dir, name, bench)}")
         del handle
     manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     write_json(manifest_path, manifest)
     return manifest
+
+
+def _remove(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def load_raw(raw_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict[str, Any]]]]:
@@ -109,3 +109,24 @@ def load_raw(raw_dir: Path) -> tuple[dict[str, Any], dict[str, dict[str, dict[st
             raw = json.loads(f.read_text())
             out.setdefault(raw["bench"], {})[raw["model"]] = raw
     return manifest, out
+
+
+def complete_raw(raw_dir: Path, data_dir: Path | None = None) -> list[Path]:
+    """Steps a run left open where pymatgen or phonopy were missing (WBM hull distances and RMSDs,
+    Si phonon frequencies), done here and written back into the raw files. Returns the files
+    changed. This is the only step after a run that writes into the raw folder."""
+    from . import phonons, wbm
+    from .data import default_data_dir
+
+    manifest, raws = load_raw(raw_dir)
+    if data_dir is None:
+        data_dir = Path(manifest.get("data_dir", ""))
+        if not manifest.get("data_dir") or not data_dir.is_dir():
+            data_dir = default_data_dir()
+    changed = []
+    for bench, mod in (("wbm", wbm), ("phonons", phonons)):
+        for m, r in raws.get(bench, {}).items():
+            if not r.get("error") and mod.complete(r, data_dir):
+                write_json(raw_path(raw_dir, m, bench), r)
+                changed.append(raw_path(raw_dir, m, bench))
+    return changed

@@ -1,5 +1,7 @@
 """Harmonic phonons with phonopy: finite displacements on a supercell chosen from a target length,
-force constants, band structure along the standard path, DOS, thermal properties."""
+force constants, band structure along the standard path, DOS, thermal properties. A warning
+says when a neighbour shell lies within the displacement of a cutoff where the model's energy
+is not continuous (the finite differences then straddle the jump)."""
 from __future__ import annotations
 
 import csv
@@ -9,6 +11,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from ..optional import require
+from .checks import cutoff_crossing, note
 from .common import (ModelLike, Result, atomic_write, evaluate_many, pyplot, require_periodic, resolve_model,
                      save_figure)
 from .relax import relax
@@ -19,7 +23,7 @@ class PhononResult(Result):
     """Frequencies in THz (negative = imaginary). `has_imaginary`: any band-path or mesh frequency
     below `imaginary_threshold`. `gamma_frequencies` are at Gamma, sorted. `thermal` has columns
     temperature (K), free_energy (kJ/mol), entropy and heat_capacity (J/K/mol), per mole of
-    primitive cells."""
+    primitive cells. Without bands (`bands=False`) there is no band path, DOS or plot."""
 
     formula: str
     supercell_matrix: list[int]
@@ -32,6 +36,8 @@ class PhononResult(Result):
     imaginary_threshold: float
     path: str
     thermal: dict[str, list[float]] = field(default_factory=dict)
+    n_primitive_atoms: int = 0
+    warnings: list[str] = field(default_factory=list)
     _phonon: Any = None
     _band: dict[str, Any] = field(default_factory=dict)
 
@@ -57,6 +63,8 @@ class PhononResult(Result):
 
     def plot(self, path: str) -> str:
         """Band structure (left) and total DOS (right), frequencies in THz."""
+        if not self._band:
+            raise ValueError("no band structure to plot: computed with bands=False")
         plt = pyplot()
         b = self._band
         fig, (ax, ax_dos) = plt.subplots(1, 2, figsize=(8, 4.5), sharey=True,
@@ -111,11 +119,14 @@ def phonons(atoms: Atoms, model: ModelLike = "hienet-v3", *, supercell_length: f
             supercell: list[int] | None = None, displacement: float = 0.01, relax_first: bool = True,
             fmax: float = 0.005, steps: int = 300, mesh: float = 30.0, band_points: int = 51,
             t_min: float = 0.0, t_max: float = 1000.0, t_step: float = 10.0, imaginary_threshold: float = -0.1,
-            device: str = "auto", dtype: str = "float32", batch_size: int = 16, progress: bool = False) -> PhononResult:
+            bands: bool = True, device: str = "auto", dtype: str = "float32", batch_size: int = 16,
+            progress: bool = False) -> PhononResult:
     """Phonons by finite displacements (phonopy). The supercell repeats the input cell until it is
     `supercell_length` A wide (or `supercell`, three repeats); with relax_first the structure is
     first relaxed with the model, keeping its symmetry. `mesh` is phonopy's length-based q-mesh for
-    the DOS and thermal properties. The band path is ASE's standard path for the primitive cell."""
+    the DOS and thermal properties. The band path is ASE's standard path for the primitive cell
+    (`bands=False`: only the mesh, for the thermal properties)."""
+    require("phonopy", "tasks", "phonons")
     from phonopy import Phonopy
 
     require_periodic(atoms, "phonons")
@@ -139,7 +150,34 @@ def phonons(atoms: Atoms, model: ModelLike = "hienet-v3", *, supercell_length: f
     phonon.produce_force_constants()
     phonon.symmetrize_force_constants()  # acoustic sum rule: acoustic modes go to zero at Gamma
 
-    # Band structure along ASE's standard path for the primitive cell (q in its reduced coordinates).
+    band_freqs, band = _bands(phonon, band_points) if bands else ([], {})
+    phonon.run_mesh(mesh)
+    if bands:
+        phonon.run_total_dos()
+    import inspect
+
+    kw = {}
+    if "exclude_gamma_acoustic" in inspect.signature(phonon.run_thermal_properties).parameters:
+        kw["exclude_gamma_acoustic"] = True  # the three zero modes at Gamma carry no thermal weight
+    phonon.run_thermal_properties(t_min=t_min, t_max=t_max, t_step=t_step, **kw)
+    tp = phonon.thermal_properties
+    thermal = {"temperature": np.asarray(tp.temperatures).tolist(), "free_energy": np.asarray(tp.free_energy).tolist(),
+               "entropy": np.asarray(tp.entropy).tolist(), "heat_capacity": np.asarray(tp.heat_capacity).tolist()}
+    mesh_freqs = phonon.mesh.frequencies
+    phonon.run_qpoints([[0.0, 0.0, 0.0]])
+    gamma = np.sort(np.asarray(phonon.qpoints.frequencies)[0])
+    all_f = np.concatenate([np.ravel(f) for f in band_freqs] + [np.ravel(mesh_freqs)])
+    fmin, fmax_ = float(all_f.min()), float(all_f.max())
+    out = PhononResult(atoms.get_chemical_formula(), reps, len(phonon.supercell), len(displaced),
+                       fmin < imaginary_threshold, fmin, fmax_, gamma.tolist(), imaginary_threshold,
+                       band.get("path", ""), thermal, len(phonon.primitive), [], phonon, band)
+    note(out, cutoff_crossing(atoms, m, displacement, f"phonopy's {displacement:g} A displacements"))
+    return out
+
+
+def _bands(phonon, band_points: int) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """Frequencies along ASE's standard path for the primitive cell (q in its reduced
+    coordinates) and what the plot needs."""
     prim_cell = Atoms(cell=phonon.primitive.cell, pbc=True).cell
     bandpath = prim_cell.bandpath(npoints=0)
     segments_labels = _segments(bandpath.path)
@@ -165,27 +203,8 @@ def phonons(atoms: Atoms, model: ModelLike = "hienet-v3", *, supercell_length: f
             tick_labels.append(_pretty(lab))
             k += 1
     band_freqs = [np.asarray(f) for f in phonon.band_structure.frequencies]
-
-    phonon.run_mesh(mesh)
-    phonon.run_total_dos()
-    import inspect
-
-    kw = {}
-    if "exclude_gamma_acoustic" in inspect.signature(phonon.run_thermal_properties).parameters:
-        kw["exclude_gamma_acoustic"] = True  # the three zero modes at Gamma carry no thermal weight
-    phonon.run_thermal_properties(t_min=t_min, t_max=t_max, t_step=t_step, **kw)
-    tp = phonon.thermal_properties
-    thermal = {"temperature": np.asarray(tp.temperatures).tolist(), "free_energy": np.asarray(tp.free_energy).tolist(),
-               "entropy": np.asarray(tp.entropy).tolist(), "heat_capacity": np.asarray(tp.heat_capacity).tolist()}
-    mesh_freqs = phonon.mesh.frequencies
-    phonon.run_qpoints([[0.0, 0.0, 0.0]])
-    gamma = np.sort(np.asarray(phonon.qpoints.frequencies)[0])
-    all_f = np.concatenate([np.ravel(f) for f in band_freqs] + [np.ravel(mesh_freqs)])
-    fmin, fmax_ = float(all_f.min()), float(all_f.max())
-    return PhononResult(atoms.get_chemical_formula(), reps, len(phonon.supercell), len(displaced),
-                        fmin < imaginary_threshold, fmin, fmax_, gamma.tolist(), imaginary_threshold,
-                        ",".join("".join(seg) for seg in segments_labels), thermal,
-                        phonon, {"x": xs, "frequencies": band_freqs, "tick_x": tick_x, "tick_labels": tick_labels})
+    return band_freqs, {"x": xs, "frequencies": band_freqs, "tick_x": tick_x, "tick_labels": tick_labels,
+                        "path": ",".join("".join(seg) for seg in segments_labels)}
 
 
 def _segments(path: str) -> list[list[str]]:
