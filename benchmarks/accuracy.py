@@ -1,7 +1,7 @@
 """Accuracy report against DFT: a thin alias of `hipot evaluate` (same arguments).
 
-    python benchmarks/accuracy.py --quick          # CPU smoke run, minutes
-    python benchmarks/accuracy.py                  # full run (one GPU), writes benchmarks/ACCURACY.md
+    python benchmarks/accuracy.py --quick                            # CPU smoke run, minutes, into evaluate-quick/
+    python benchmarks/accuracy.py --out benchmarks/ACCURACY.md       # full run (one GPU): the committed report
 """
 from __future__ import annotations
 

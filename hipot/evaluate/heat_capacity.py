@@ -18,6 +18,7 @@ from .metrics import regression
 from .models import ModelHandle
 
 TEMPERATURE = 300.0
+QUICK_RELAX_STEPS = 50  # --quick: the relaxation stops here (a smoke run)
 
 
 def protocol() -> dict[str, Any]:
@@ -29,6 +30,8 @@ def protocol() -> dict[str, Any]:
 
 def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     p = protocol()
+    if opts.quick:
+        p["steps"] = min(p["steps"], QUICK_RELAX_STEPS)
     entries = load_alexandria_cv(opts.data_dir)
     chosen = [entries[i] for i in pick([e.atoms for e in entries], "heat_capacity", handle, opts)]
     model = handle.relax_target()

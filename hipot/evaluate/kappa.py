@@ -27,6 +27,9 @@ from .models import ModelHandle
 PUBLISHED_KEY = {"hienet-v3": "hienet", "hienet-v3-smooth": "hienet", "chgnet": "chgnet-0.3.0"}
 
 
+QUICK_RELAX_STEPS = 50  # --quick: relaxations stop here (a smoke run, not the protocol's 300)
+
+
 def settings(quick: bool) -> KappaSettings:
     return QUICK if quick else KappaSettings()
 
@@ -44,9 +47,10 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     model = handle.relax_target()
     if done:
         log(f"kappa: {handle.name}: {len(done)} compounds kept from {opts.scratch}")
-    log(f"kappa: {handle.name}: relaxing {len(todo)} structures (symmetry kept, fmax 1e-4 eV/A, <= 300 steps)")
-    relaxed = relax_for_kappa([e.atoms for e in todo], model, symprec=s.symprec, batch_size=opts.batch_size,
-                              progress=True) if todo else []
+    steps = QUICK_RELAX_STEPS if opts.quick else 300
+    log(f"kappa: {handle.name}: relaxing {len(todo)} structures (symmetry kept, fmax 1e-4 eV/A, <= {steps} steps)")
+    relaxed = relax_for_kappa([e.atoms for e in todo], model, steps=steps, prerelax_steps=steps, symprec=s.symprec,
+                              batch_size=opts.batch_size, progress=True) if todo else []
     for k, (e, r) in enumerate(zip(todo, relaxed)):
         item = {"mp_id": e.mp_id, "formula": e.formula, "spacegroup_dft": e.spacegroup, "source": e.source,
                 "kappa_dft": e.kappa_dft}
@@ -64,7 +68,7 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
             f"(DFT {e.kappa_dft}){'; ' + item['failure'] if item.get('failure') else ''}")
     items = [done[e.mp_id] for e in chosen]
     return {"settings": {"protocol": "Matbench Discovery kappa (Pota et al. 2024) via hipot.tasks.kappa",
-                         **dataclasses.asdict(s), "relax_fmax": 1e-4, "relax_steps": 300, "prerelax_fmax": 0.005,
+                         **dataclasses.asdict(s), "relax_fmax": 1e-4, "relax_steps": steps, "prerelax_fmax": 0.005,
                          "n": len(items)}, "items": items}
 
 

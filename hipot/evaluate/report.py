@@ -50,13 +50,25 @@ def _header(p: Page) -> list[str]:
           f"anything: `hipot evaluate --report-only {p.here(p.raw_dir)} --out {p.here(p.out)}`). "
           "Data: `../shared/data` (each folder's PROVENANCE.md).", ""]
     rows = []
+
+    def devices(name: str, default: str) -> str:
+        """The devices of a model's benchmarks as the raw files record them (a --resume run may add
+        benchmarks run elsewhere)."""
+        seen: dict[str, list[str]] = {}
+        for b, by in s.raws.items():
+            if name in by:
+                seen.setdefault(by[name].get("device") or default, []).append(b)
+        if len(seen) <= 1:
+            return next(iter(seen), default)
+        return "; ".join(f"{d} ({', '.join(bs)})" for d, bs in seen.items())
+
     for name, mm in m.get("models", {}).items():
         note = "predicts MP2020-corrected energies: the label's correction is not added again" \
             if mm.get("energy_includes_mp2020") else "MP2020 correction of the DFT label added to the model energy"
         src = "hipot (batched on the device)" if mm["kind"] == "hipot" else \
             "its own package's ASE calculator, one structure at a time"
-        rows.append([name, mm.get("version", ""), src, mm.get("device", m.get("device", "?")), f(mm.get("cutoff"), 1),
-                     note])
+        rows.append([name, mm.get("version", ""), src, devices(name, mm.get("device", m.get("device", "?"))),
+                     f(mm.get("cutoff"), 1), note])
     L += table(["model", "version", "run through", "device", "cutoff (Å)", "formation energies"], rows)
     for name, why in m.get("skipped", {}).items():
         L += ["", f"**{name} skipped:** {why}"]

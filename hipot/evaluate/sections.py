@@ -184,7 +184,7 @@ def elastic(p: Page) -> list[str]:
     rows = p.rows("elastic", lambda m, label, sm: [
         m, label, sm["n"], f(sm["k_vrh"]["mae"], 1), f(sm["k_vrh_median_ae"], 1), f(sm["k_vrh"]["r2"], 2),
         f(sm["g_vrh"]["mae"], 1), f(sm["g_vrh_median_ae"], 1), f(sm["g_vrh"]["r2"], 2), sm["failed"],
-        sm.get("cutoff_warnings", "—")])
+        f(sm.get("cutoff_warnings"))])
     L += table(["model", "structures", "n", "K_VRH MAE (GPa)", "K median AE", "K R²", "G_VRH MAE (GPa)",
                 "G median AE", "G R²", "failed", "shell within the strain of a discontinuous cutoff"], rows)
     L += [""] + p.errors("elastic")
