@@ -110,6 +110,7 @@ def test_quick_pipeline_with_tiny_model(tmp_path, monkeypatch):
     assert all(it["energy_steps_mev"] for it in load("dcdft")["items"])   # the stress checks the E(V) curve
 
 
+@pytest.mark.slow
 @needs_data
 def test_quick_vibration_benchmarks_with_tiny_model(tmp_path):
     """Heat capacity and thermal conductivity end to end with --quick: raw results, the report's

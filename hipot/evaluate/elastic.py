@@ -51,7 +51,8 @@ def summarize(raw: dict[str, Any], ids: set[str] | None = None) -> dict[str, Any
         p = np.array([num(it[key]) for it in items], float)
         t = np.array([it[f"{key}_ref"] for it in items], float)
         out[key] = regression(p, t)
-        out[f"{key}_median_ae"] = float(np.nanmedian(np.abs(p - t))) if items else float("nan")
+        err = np.abs(p - t)
+        out[f"{key}_median_ae"] = float(np.nanmedian(err)) if np.isfinite(err).any() else float("nan")
     out["failed"] = int(sum(not np.isfinite(num(it["k_vrh"])) for it in items))
     # raw results of the earlier protocol carry no warnings: unknown, not zero
     out["cutoff_warnings"] = (int(sum(bool(it.get("warnings")) for it in items))
