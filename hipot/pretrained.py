@@ -23,6 +23,7 @@ import torch
 from .checkpoint import CONFIG_FILE, ModelFileError, convert_official, load_model_dir, read_official, save_model
 from .device import resolve_device, resolve_dtype
 from .model import HIENet
+from .nn.tensor_product import resolve_backend
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,14 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
         else:
             raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     if net is model:
         # a caller's model is never changed in place: converted, switched to eval mode or given other
         # kernels, it is copied first
         p = next(net.parameters())
-        if p.device != device or p.dtype != dtype or net.training or backend not in ("auto", net.backend):
+        if (p.device != device or p.dtype != dtype or net.training
+                or resolve_backend(backend, device) != net.backend):
             net = copy.deepcopy(net)
     net = net.to(device=device, dtype=dtype).eval()
     net.set_backend(backend)

@@ -155,8 +155,7 @@ def test_inference_paths_give_same_derivatives(nacl, layout):
     """The inference options (radial hidden layer kept, with and without recomputing atom runs or
     edge chunks) give the ordinary path's energy, forces and stress."""
     net = make_tiny()
-    for block in net.blocks:
-        block.tp.layout = layout
+    net.set_backend(layout)
     model = ForceStressModel(net)
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
     ref = model(g)
