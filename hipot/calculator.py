@@ -1,7 +1,6 @@
 """ASE calculator."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
@@ -39,10 +38,8 @@ class HIPotCalculator(Calculator):
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
-        periodic = bool(np.all(self.atoms.pbc))
-        if "stress" in properties and not periodic:
+        (self.results,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None)
+        if "stress" in properties and "stress" not in self.results:
             raise PropertyNotImplementedError(
                 "stress is defined only for structures periodic in all three directions "
                 f"(pbc={self.atoms.pbc.tolist()})")
-        (res,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None, stress=periodic)
-        self.results = res

@@ -98,17 +98,18 @@ class Evaluator:
             graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
                                 labels=[f"structure {k}" for k in group], device=self.device)
             graph = graph.to(self.device, self.dtype)
-            pred = self.step(graph, stress)
+            periodic = graph.periodic.cpu().numpy()  # the one place that decides which results have a stress
+            pred = self.step(graph, stress and bool(periodic.any()))
             energy = pred.energy.detach().double().cpu().numpy()
             energies = pred.energies.detach().double().cpu().numpy()
             forces = pred.forces.detach().double().cpu().numpy()
-            stresses = pred.stress.detach().double().cpu().numpy() if stress else None
+            stresses = pred.stress.detach().double().cpu().numpy() if pred.stress is not None else None
             ptr = graph.ptr.cpu().numpy()
             for b, k in enumerate(group):
                 s = slice(ptr[b], ptr[b + 1])
                 res: dict[str, object] = {"energy": float(energy[b]), "free_energy": float(energy[b]),
                                           "energies": energies[s].copy(), "forces": forces[s].copy()}
-                if stresses is not None and np.all(structures[k].pbc):
+                if stresses is not None and periodic[b]:
                     res["stress"] = full_3x3_to_voigt_6_stress(stresses[b])
                 results[k] = res
             if bar is not None:
