@@ -179,12 +179,15 @@ class Timer:
 class Driver:
     """`pair_style hipot` on one MPI rank: the model, the type -> element map, one step at a time."""
 
-    def __init__(self, args: list[str], communicate: Communicate, rank: int = 0, nprocs: int = 1):
+    def __init__(self, args: list[str], communicate: Communicate, rank: int = 0, nprocs: int = 1,
+                 embedded: bool = False):
+        """embedded: the interpreter was started by the plugin (the `lmp` program), so this
+        process's thread settings are the plugin's to choose, not a Python caller's."""
         self.rank, self.nprocs = rank, nprocs
-        self._init(list(args), communicate)
+        self._init(list(args), communicate, embedded)
 
     @guarded
-    def _init(self, args: list[str], communicate: Communicate) -> None:
+    def _init(self, args: list[str], communicate: Communicate, embedded: bool) -> None:
         s = Settings.parse(args)
         self.settings = s
         self.communicate = communicate
@@ -192,12 +195,16 @@ class Driver:
         configure_kernels(self.model)
         p = next(self.model.parameters())
         self.device, self.dtype = p.device, p.dtype
-        _set_threads(self.device)
+        if embedded:
+            _set_threads(self.device)
         self.timer = Timer(s.timing, self.device)
         self.type_to_z: Tensor | None = None
         # Above this many edges per rank, per-edge activations are recomputed in the backward pass
         # instead of kept (hipot.evaluator.Evaluator uses the same bounds).
         self.recompute_edges = 200_000 if self.device.type == "cuda" else 20_000
+        # test hook (tests/test_lammps.py): this rank fails in its first step, to check that one
+        # rank's failure stops every rank
+        self._fail_rank = int(os.environ.get("HIPOT_LAMMPS_FAIL_RANK", "-1"))
 
     @guarded
     def info(self) -> tuple[float, int, float]:
@@ -237,6 +244,8 @@ class Driver:
         `seconds_edges`: the time LAMMPS took to list the edges, for the timing report."""
         if self.type_to_z is None:
             raise PairError("pair_coeff * * El1 El2 ... must follow pair_style hipot")
+        if self.rank == self._fail_rank:
+            raise RuntimeError("failing on purpose (HIPOT_LAMMPS_FAIL_RANK)")
         t = self.timer
         t.start()
         t.totals["edges_lammps"] += seconds_edges
@@ -349,7 +358,8 @@ class _Exchange:
     def __call__(self, xs: dict[int, Tensor], reverse: bool) -> dict[int, Tensor]:
         keys = sorted(xs)
         n = self.nodes.numel()
-        flat = torch.cat([xs[l].detach().reshape(n, -1) for l in keys], dim=1).to("cpu", torch.float64)
+        flat = torch.cat([xs[l].detach().reshape(n, xs[l].shape[1] * xs[l].shape[2]) for l in keys],
+                         dim=1).to("cpu", torch.float64)
         rows = torch.zeros((self.natoms, flat.shape[1]), dtype=torch.float64)
         if reverse:
             rows.index_copy_(0, self.nodes, flat)

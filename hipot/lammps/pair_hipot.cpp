@@ -144,9 +144,11 @@ class PairHIPot : public Pair {
   int xwidth = 0;
   std::vector<long long> nodes, node_of, edge_center, edge_neighbor;
   std::vector<int> node_type;
+  std::vector<std::string> elements;  // of pair_coeff, kept for a repeated pair_style
   std::vector<double> edge_vec;
 
   void check_units();
+  void set_elements(const std::vector<std::string> &names);
   void all_agree(bool ok, const std::string &msg);
   void check_geometry(double min_rsq, int i, int j);
 };
@@ -221,6 +223,17 @@ void PairHIPot::settings(int narg, char **arg)
   int rc = bridge->driver_info(driver, &cutoff, &max_width, &min_distance);
   all_agree(rc == 0, rc ? bridge->error() : "");
   comm_forward = comm_reverse = max_width;
+  // pair_style hipot given again: LAMMPS keeps this object and its coefficients
+  if (!elements.empty()) set_elements(elements);
+}
+
+void PairHIPot::set_elements(const std::vector<std::string> &names)
+{
+  std::vector<const char *> args;
+  for (const auto &e : names) args.push_back(e.c_str());
+  int rc = bridge->driver_set_elements(driver, static_cast<int>(args.size()), args.data());
+  all_agree(rc == 0, rc ? bridge->error() : "");
+  elements = names;
 }
 
 // pair_coeff * * El1 El2 ...: the element of each atom type.
@@ -234,8 +247,7 @@ void PairHIPot::coeff(int narg, char **arg)
     error->all(FLERR, "pair hipot: pair_coeff * * needs one element per atom type: the box has {} atom "
                       "type(s), {} element(s) given",
                ntypes, narg - 2);
-  int rc = bridge->driver_set_elements(driver, ntypes, arg + 2);
-  all_agree(rc == 0, rc ? bridge->error() : "");
+  set_elements(std::vector<std::string>(arg + 2, arg + narg));
   if (!allocated) {
     allocated = 1;
     memory->create(setflag, ntypes + 1, ntypes + 1, "pair:setflag");

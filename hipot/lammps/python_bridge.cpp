@@ -24,6 +24,7 @@
 namespace {
 
 std::string last_error;
+bool started_here = false;  // this file started the interpreter: the `lmp` program, not a Python caller
 
 struct ExchangeTarget {
   hipot_exchange_fn fn;
@@ -117,6 +118,7 @@ HIPOT_API int hipot_python_start(const char *python)
         (status.err_msg ? status.err_msg : "unknown error");
     return 1;
   }
+  started_here = true;
   PyEval_SaveThread();  // release the GIL: every call below takes it
   return 0;
 }
@@ -143,7 +145,8 @@ HIPOT_API void *hipot_driver_new(int argc, const char *const *argv, int rank, in
   PyObject *capsule = PyCapsule_New(new ExchangeTarget{fn, ctx}, "hipot.exchange", free_target);
   PyObject *exchange = PyCFunction_New(&exchange_def, capsule);
   Py_DECREF(capsule);
-  PyObject *driver = PyObject_CallFunction(cls, "OOii", args, exchange, rank, nprocs);
+  PyObject *driver = PyObject_CallFunction(cls, "OOiiO", args, exchange, rank, nprocs,
+                                           started_here ? Py_True : Py_False);
   Py_DECREF(cls);
   Py_DECREF(args);
   Py_DECREF(exchange);
