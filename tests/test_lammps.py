@@ -311,3 +311,14 @@ def test_no_compiler_is_a_clear_message(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "no C++ compiler found" in res.stderr and "apt-get install g++" in res.stderr
     assert res.stdout.strip() == str(tmp_path / "cache" / "lammps")
+
+
+def test_examples_are_the_documented_inputs():
+    """`python -m hipot.lammps --example NAME` prints the inputs docs/lammps.md shows."""
+    from hipot.lammps.__main__ import EXAMPLES
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "lammps.md").read_text()
+    names = sorted(p.stem for p in EXAMPLES.glob("*.in"))
+    assert names == ["mgo-npt", "si-nvt"]
+    for name in names:
+        assert f"```\n{(EXAMPLES / f'{name}.in').read_text()}```" in doc, name
