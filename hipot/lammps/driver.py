@@ -1,9 +1,9 @@
 """The Python side of `pair_style hipot`: one `Driver` per LAMMPS pair style, called each step.
 
-LAMMPS (pair_hipot.cpp) hands over, per MPI rank, the types of its nlocal + nghost atoms and the
-edges of its local atoms (full neighbour list, vectors x_j - x_i in double precision, ghost
-atoms being the periodic images and the atoms of the neighbouring domains). The graph has one
-node per local or ghost atom; only local atoms are centres. Ghost atoms have no edges, so after
+LAMMPS (pair_hipot.cpp) hands over, per MPI rank, the edges of its local atoms (full neighbour
+list, vectors x_j - x_i in double precision, ghost atoms being the periodic images and the atoms
+of the neighbouring domains) and the graph's nodes: its local atoms, then the ghost atoms that
+are their neighbours. Only local atoms are centres. Ghost atoms have no edges, so after
 every message-passing layer whose output feeds another their node features are replaced by their
 owners' (LAMMPS forward communication, `HIENet.forward`'s `exchange` hook). The energy is the sum
 over the local atoms; its gradient is taken in stages, layer by layer from the top, and between

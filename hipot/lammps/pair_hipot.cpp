@@ -13,6 +13,9 @@
 // their gradients in the backward pass). The model runs in Python (hipot/lammps/driver.py),
 // reached through python_bridge.cpp, which this file loads at run time so that one build works
 // both in the `lmp` program and in a Python process driving LAMMPS.
+//
+// One file of about 470 lines, as a LAMMPS style is: loading the Python half, the pair style
+// class, and the registration LAMMPS's plugin loader calls.
 
 #include "atom.h"
 #include "comm.h"

@@ -25,6 +25,7 @@ namespace {
 
 std::string last_error;
 bool started_here = false;  // this file started the interpreter: the `lmp` program, not a Python caller
+std::string interpreter = "the running Python";
 
 struct ExchangeTarget {
   hipot_exchange_fn fn;
@@ -119,6 +120,7 @@ HIPOT_API int hipot_python_start(const char *python)
     return 1;
   }
   started_here = true;
+  interpreter = python;
   PyEval_SaveThread();  // release the GIL: every call below takes it
   return 0;
 }
@@ -131,7 +133,8 @@ HIPOT_API void *hipot_driver_new(int argc, const char *const *argv, int rank, in
   PyObject *module = PyImport_ImportModule("hipot.lammps.driver");
   if (!module) {
     fail_from_python("could not import hipot.lammps.driver");
-    last_error = "could not import hipot in the Python embedded in LAMMPS (" + last_error + ")";
+    last_error = "could not import hipot.lammps.driver in " + interpreter + " (" + last_error +
+                 "): hipot must be installed in the Python environment the plugin was built with";
     return nullptr;
   }
   PyObject *cls = PyObject_GetAttrString(module, "Driver");
