@@ -263,7 +263,7 @@ def test_bad_input(lmp, tiny_dir, case):
     ("{tiny} device nowhere", r"unknown device 'nowhere'"),
     ("{tiny} dtype float16", r"dtype must be"),
     ("{tiny} flavour strong", r"unknown keyword 'flavour'"),
-    ("{tiny} timing", r"keyword 'timing' has no value"),
+    ("{tiny} timing", r"keyword 'timing' of pair_style hipot has no value"),
 ])
 def test_bad_pair_style(lmp, tiny_dir, tmp_path, style, message):
     style = style.format(tiny=tiny_dir, corrupt=_corrupt_model(tmp_path, tiny_dir) if "corrupt" in style else "")

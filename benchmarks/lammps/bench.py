@@ -4,7 +4,9 @@ ASE calculator on the same structure (Si diamond, NVE at 300 K, float32, CPU).
     python benchmarks/lammps/bench.py --atoms 64 512 --ranks 1 2 --steps 5 --json benchmarks/lammps/cpu.json
 
 Every configuration uses all `--cores`: one rank with `--cores` threads, k ranks with
-cores // k threads each, the calculator with `--cores` threads. LAMMPS's figure is its loop time
+cores // k threads each, the calculator with `--cores` threads; `--threads N` gives every process
+(each rank, the calculator) N threads instead (on a machine shared with other work, one thread
+per process avoids the slowdown of oversubscribed OpenMP threads). LAMMPS's figure is its loop time
 over `--steps` steps (the setup step, which includes the first call, is not in it); the
 calculator's is the mean over the same number of velocity-Verlet steps after one warm-up call.
 The per-part split inside the pair style comes from its `timing yes` report (mean over ranks).
@@ -36,7 +38,7 @@ def silicon(n_atoms: int):
     return atoms
 
 
-def lammps_step(n_atoms: int, ranks: int, cores: int, steps: int, model: str, workdir: Path) -> dict:
+def lammps_step(n_atoms: int, ranks: int, threads: int, steps: int, model: str, workdir: Path) -> dict:
     reps = round((n_atoms / 8) ** (1 / 3))
     script = f"""units metal
 atom_style atomic
@@ -54,7 +56,6 @@ thermo {steps}
 run {steps}
 """
     (workdir / "in.lmp").write_text(script)
-    threads = max(1, cores // ranks)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     cmd = [str(BIN / "lmp"), "-in", "in.lmp", "-log", f"log_{n_atoms}_{ranks}.lammps"]
     if ranks > 1:
@@ -74,7 +75,7 @@ run {steps}
             "command": " ".join(cmd[:-2]).replace(str(BIN) + "/", "")}
 
 
-def ase_step(n_atoms: int, cores: int, steps: int, model: str) -> dict:
+def ase_step(n_atoms: int, threads: int, steps: int, model: str) -> dict:
     import torch
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
@@ -82,15 +83,15 @@ def ase_step(n_atoms: int, cores: int, steps: int, model: str) -> dict:
 
     from hipot import HIPotCalculator
 
-    torch.set_num_threads(cores)
+    torch.set_num_threads(threads)
     atoms = silicon(n_atoms)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))  # as velocity create
     atoms.calc = HIPotCalculator(model, device="cpu", dtype="float32")
     atoms.get_forces()
     dyn = VelocityVerlet(atoms, units.fs)
     started = time.perf_counter()
     dyn.run(steps)
-    return {"atoms": n_atoms, "threads": cores, "s_per_step": (time.perf_counter() - started) / steps}
+    return {"atoms": n_atoms, "threads": threads, "s_per_step": (time.perf_counter() - started) / steps}
 
 
 def main() -> None:
@@ -99,17 +100,23 @@ def main() -> None:
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--threads", type=int, help="threads of every process (default: cores shared out)")
     ap.add_argument("--model", default="hienet-v3")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows: dict = {"machine": f"{platform.machine()}, {args.cores} cores", "load_average_start": os.getloadavg(),
-                  "date": time.strftime("%Y-%m-%d"), "steps": args.steps, "lammps": [], "ase": []}
+    import torch
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    rows: dict = {"commit": commit, "torch": torch.__version__, "machine": f"{platform.machine()}, {args.cores} cores",
+                  "load_average_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d"), "steps": args.steps, "lammps": [], "ase": []}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.atoms:
-            rows["ase"].append(ase_step(n, args.cores, args.steps, args.model))
+            rows["ase"].append(ase_step(n, args.threads or args.cores, args.steps, args.model))
             print(json.dumps(rows["ase"][-1]), flush=True)
             for k in args.ranks:
-                rows["lammps"].append(lammps_step(n, k, args.cores, args.steps, args.model, Path(tmp)))
+                threads = args.threads or max(1, args.cores // k)
+                rows["lammps"].append(lammps_step(n, k, threads, args.steps, args.model, Path(tmp)))
                 print(json.dumps(rows["lammps"][-1]), flush=True)
     rows["load_average_end"] = os.getloadavg()
     if args.json:

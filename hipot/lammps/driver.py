@@ -84,14 +84,15 @@ class Settings:
     exchange: bool = True  # debugging aid: off gives wrong results wherever ghost atoms matter
     timing: bool = False
 
+    KEYWORDS = "device, dtype, backend, min_distance, timing, exchange"
+
     @classmethod
     def parse(cls, args: list[str]) -> "Settings":
         if not args:
             raise PairError("pair_style hipot needs a model: pair_style hipot MODEL [keyword value ...]")
         model, rest = args[0], args[1:]
         if len(rest) % 2:
-            raise PairError(f"pair_style hipot: keyword {rest[-1]!r} has no value "
-                            "(keywords: device, dtype, backend, min_distance, timing, exchange)")
+            raise PairError(f"keyword {rest[-1]!r} of pair_style hipot has no value (keywords: {cls.KEYWORDS})")
         out = cls(model=model, timing=_yes(os.environ.get("HIPOT_LAMMPS_TIMING", "no"), "HIPOT_LAMMPS_TIMING"))
         for key, value in zip(rest[::2], rest[1::2]):
             if key in ("device", "dtype", "backend"):
@@ -100,14 +101,13 @@ class Settings:
                 try:
                     out.min_distance = float(value)
                 except ValueError:
-                    raise PairError(f"pair_style hipot: min_distance must be a number, not {value!r}") from None
+                    raise PairError(f"min_distance must be a number, not {value!r}") from None
             elif key in ("timing", "exchange"):
                 setattr(out, key, _yes(value, key))
             else:
-                raise PairError(f"pair_style hipot: unknown keyword {key!r} "
-                                "(keywords: device, dtype, backend, min_distance, timing, exchange)")
+                raise PairError(f"unknown keyword {key!r} of pair_style hipot (keywords: {cls.KEYWORDS})")
         if out.backend not in ("auto", "torch", "cueq"):
-            raise PairError(f"pair_style hipot: backend must be auto, torch or cueq, not {out.backend!r}")
+            raise PairError(f"backend must be auto, torch or cueq, not {out.backend!r}")
         return out
 
 
@@ -117,7 +117,7 @@ def _yes(value: str, key: str) -> bool:
         return True
     if v in ("no", "off", "0", "false"):
         return False
-    raise PairError(f"pair_style hipot: {key} must be yes or no, not {value!r}")
+    raise PairError(f"{key} must be yes or no, not {value!r}")
 
 
 def configure_kernels(model: HIENet) -> None:
