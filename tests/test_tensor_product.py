@@ -130,6 +130,13 @@ def test_atom_runs_skip_atoms_without_edges():
     runs = atom_runs(center, num_nodes=10_000)
     assert sorted(int(a) for atoms, _, _ in runs for a in atoms) == [0, 1, 2]
     assert sum(slots.numel() for _, slots, _ in runs) <= 3 * 3
+    plan = ChannelwisePlan(IRR_IN, LMAX, IRR_OUT)
+    for n_nodes in (0, 4):  # no atoms at all (an empty LAMMPS rank); atoms but no edges
+        xs = {l: torch.randn(n_nodes, m, 2 * l + 1) for l, m in IRR_IN.terms}
+        empty = torch.zeros(0, dtype=torch.long)
+        out = PaddedKernel(plan).convolve(xs, torch.zeros(0, (LMAX + 1) ** 2), torch.zeros(0, plan.weight_numel),
+                                          empty, empty, n_nodes)
+        assert {l: t.shape for l, t in out.items()} == {l: (n_nodes, m, 2 * l + 1) for l, m in plan.irreps_mid.terms}
 
 
 def test_swapping_kernels_keeps_model_and_state_dict(nacl):

@@ -90,7 +90,10 @@ class PaddedKernel(TensorProductKernel):
             g = plan.groups[gi]
             d3 = g.widths[p]
             zero = sh.new_zeros((1, g.mul, d3))
-            out = torch.cat([*runs, zero]) if done < num_nodes else (torch.cat(runs) if len(runs) > 1 else runs[0])
+            if runs and done == num_nodes:
+                out = torch.cat(runs) if len(runs) > 1 else runs[0]
+            else:  # some atoms (or all: a LAMMPS rank without local atoms) have no edges
+                out = torch.cat([*runs, zero])
             by_l3.setdefault((d3 - 1) // 2, []).append(torch.index_select(out, 0, inverse))
         return plan.by_l3(by_l3)
 
