@@ -31,7 +31,8 @@ from ase.units import Bohr, Hartree
 from .optional import require
 from .types import AtomGraph, Prediction, StructureError
 
-CHOICES = ("d3bj",)
+# name -> how model names show it ("hienet-v3+D3(BJ)")
+CHOICES = {"d3bj": "D3(BJ)"}
 MAX_Z = 103
 # Per-atom D3 energies come from simple-dftd3's N x N pair-energy matrices (two of them, float64):
 # above this many atoms in one structure they would take gigabytes, and are reported as NaN.
@@ -43,7 +44,11 @@ _MARGIN = 10.0
 
 @dataclass(frozen=True)
 class D3Settings:
-    """Rational (Becke-Johnson) damping parameters (a2 in Bohr) and real-space cutoffs (A)."""
+    """Rational (Becke-Johnson) damping parameters (a2 in Bohr) and real-space cutoffs (A).
+    Both cutoffs are hard, as in simple-dftd3's own calculator and in VASP: a pair crossing the
+    coordination-number cutoff changes D3's coordination numbers by ~1e-7 (its counting function
+    tends to exp(-16), not zero), so the energy jumps by ~1e-7 eV there; finite differences
+    of the stress over strains of 1e-5 can see it."""
 
     s6: float = 1.0
     s8: float = 0.7875
@@ -56,19 +61,29 @@ class D3Settings:
 PBE = D3Settings()
 
 
-def make_dispersion(name: str | None) -> "D3BJ | None":
-    """The dispersion term called `name` (None or 'none': no dispersion)."""
+def _check_name(name: str | None) -> str | None:
     if name is None or str(name).lower() == "none":
         return None
-    if str(name).lower() != "d3bj":
+    if str(name).lower() not in CHOICES:
         raise ValueError(f"dispersion must be one of {', '.join(CHOICES)} or None, not {name!r}")
-    return D3BJ()
+    return str(name).lower()
+
+
+def make_dispersion(name: str | None) -> "D3BJ | None":
+    """The dispersion term called `name` (None or 'none': no dispersion)."""
+    return D3BJ() if _check_name(name) == "d3bj" else None
+
+
+def model_label(model: str, dispersion: str | None) -> str:
+    """How outputs name a model with its dispersion: 'hienet-v3', 'hienet-v3+D3(BJ)'."""
+    key = _check_name(dispersion)
+    return model if key is None else f"{model}+{CHOICES[key]}"
 
 
 class D3BJ:
     """DFT-D3(BJ) with PBE parameters, evaluated by simple-dftd3 on the CPU in float64."""
 
-    name = "D3(BJ)"
+    name = CHOICES["d3bj"]
 
     def __init__(self, settings: D3Settings = PBE):
         self.settings = settings

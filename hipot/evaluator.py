@@ -11,7 +11,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .derivatives import ForceStressModel
-from .dispersion import add as add_prediction, make_dispersion
+from .dispersion import add as add_prediction, make_dispersion, model_label
 from .execution import ExecutionOptions
 from .graph import build_graph, build_graph_from_tensors
 from .model import HIENet
@@ -44,8 +44,8 @@ class Evaluator:
         # An additive term evaluated on the same graph (dispersion.py): every path through step() has it.
         self.dispersion = make_dispersion(dispersion)
         self.model = load_model(model, device=device, dtype=dtype, backend=backend)
-        self.name = (str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__) + \
-            (f"+{self.dispersion.name}" if self.dispersion is not None else "")
+        self.name = model_label(str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
+                                dispersion)
         self.potential = ForceStressModel(self.model)
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
