@@ -187,3 +187,18 @@ def test_overlapping_atoms_name_the_system(tiny):
     state = ts.io.atoms_to_state([bulk("Si", "diamond", a=5.43), bad], CPU, torch.float64)
     with pytest.raises(StructureError, match="system 1: atoms 0 and 1 overlap"):
         model(state)
+
+
+def test_documented_relax_then_nvt(tiny):
+    """The calls of docs/tasks.md (torch-sim section), with a tiny model and few steps."""
+    model = HIPotModel(tiny, device="cpu", dtype="float64")
+    cells = [bulk("Si", "diamond", a=5.5), bulk("Cu", "fcc", a=3.7), bulk("NaCl", "rocksalt", a=5.7)] * 2
+    relaxed = ts.optimize(system=cells, model=model, optimizer=ts.Optimizer.fire,
+                          init_kwargs={"cell_filter": ts.CellFilter.frechet},
+                          convergence_fn=ts.generate_force_convergence_fn(force_tol=0.05, include_cell_forces=True),
+                          max_steps=5)
+    final = ts.integrate(system=relaxed, model=model, integrator=ts.Integrator.nvt_langevin,
+                         n_steps=5, temperature=300, timestep=0.002)
+    atoms = final.to_atoms()
+    assert [len(a) for a in atoms] == [len(c) for c in cells]
+    assert all(np.isfinite(a.positions).all() for a in atoms)
