@@ -17,7 +17,7 @@ Settings (two-body D3(BJ), as VASP's IVDW=12 and torch-dftd's default): s6 = 1, 
 a1 = 0.4289, a2 = 4.4407 Bohr (PBE, Grimme et al., J. Comput. Chem. 32, 1456 (2011)); no
 three-body (ATM) term: with it simple-dftd3 takes 40 s for 128 atoms on this CPU. Real-space
 cutoffs are simple-dftd3's defaults: 60 Bohr (31.75 A) for the pair sum, 40 Bohr (21.17 A) for
-coordination numbers. Elements 1-103 (simple-dftd3 returns zero beyond and crashes on Z > 110).
+coordination numbers. Elements 1-103 (simple-dftd3 returns zero for Z = 104 and segfaults on Z = 118).
 """
 from __future__ import annotations
 

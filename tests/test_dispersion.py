@@ -179,3 +179,15 @@ def test_missing_package_names_the_extra(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "dftd3.interface", None)  # import now raises ImportError
     with pytest.raises(MissingDependency, match=r"pip install 'hipot\[d3\]'"):
         HIPotCalculator(tiny, device="cpu", dispersion="d3bj")
+
+
+def test_per_atom_energies_of_large_structures_are_nan(monkeypatch):
+    """Above PER_ATOM_MAX_ATOMS the pair matrices are not formed: NaN per atom, the rest unchanged."""
+    import hipot.dispersion as dispersion
+
+    atoms = graphite()
+    full = D3BJ().structure(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+    monkeypatch.setattr(dispersion, "PER_ATOM_MAX_ATOMS", 3)
+    big = D3BJ().structure(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+    assert np.isnan(big["energies"]).all() and big["energy"] == full["energy"]
+    np.testing.assert_array_equal(big["forces"], full["forces"])
