@@ -7,7 +7,8 @@ damping and PBE's parameters is the usual add-on.
 
 Library: simple-dftd3 (PyPI `dftd3`, LGPL-3.0, installed by the `d3` extra), the reference
 implementation by the authors of D3. It runs on the CPU in float64, structure by structure, with
-periodic cells, analytic gradients and virial; about 0.05 s for 128 atoms (benchmarks/RESULTS.md).
+periodic cells, analytic gradients and virial; a fraction of a second for 128 atoms on 2 CPU
+cores, linear in the atoms (benchmarks/RESULTS.md section 6).
 The PyTorch alternatives were passed over: tad-dftd3 (Apache-2.0) has no periodic cells (0.7.0),
 torch-dftd (MIT) is GPU-capable and batched but takes seconds per call on a CPU and defaults to
 zero damping in float32, and the Warp kernels behind torch-sim's D3 model ship no C6 tables.
