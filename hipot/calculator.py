@@ -18,18 +18,27 @@ class HIPotCalculator(Calculator):
     dtype: 'float32' (default) or 'float64'.
     backend: tensor-product kernels, 'auto' (cuEquivariance on a GPU when installed), 'torch', 'cueq'.
     cuda_graphs: replay captured CUDA graphs for structures under 4,096 atoms (default: on a GPU).
+    dispersion: None, or 'd3bj' to add DFT-D3(BJ) with PBE parameters to energy, forces and stress
+        (hipot.dispersion; needs `pip install 'hipot[d3]'`). `calc.name` then ends in '+D3(BJ)'.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model: str | HIENet | Evaluator = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, **kwargs):
+                 cuda_graphs: bool | None = None, dispersion: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, Evaluator):
+            if dispersion is not None:
+                raise ValueError("pass dispersion to the Evaluator itself (an Evaluator carries its own)")
             self.evaluator = model
         else:
-            self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs)
+            self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs,
+                                       dispersion=dispersion)
+
+    def _get_name(self) -> str:
+        """What `calc.name` says: the model, and '+D3(BJ)' when dispersion is added."""
+        return self.evaluator.name
 
     @property
     def model(self) -> HIENet:

@@ -1,6 +1,8 @@
 """Batched evaluation of many structures: energies, forces, stress as numpy arrays."""
 from __future__ import annotations
 
+import dataclasses
+import os
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -9,6 +11,7 @@ from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from .derivatives import ForceStressModel
+from .dispersion import add as add_prediction, make_dispersion, model_label
 from .execution import ExecutionOptions
 from .graph import build_graph, build_graph_from_tensors
 from .model import HIENet
@@ -36,8 +39,13 @@ class Evaluator:
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int | None = None):
+                 cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int | None = None,
+                 dispersion: str | None = None):
+        # An additive term evaluated on the same graph (dispersion.py): every path through step() has it.
+        self.dispersion = make_dispersion(dispersion)
         self.model = load_model(model, device=device, dtype=dtype, backend=backend)
+        self.name = model_label(str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__,
+                                dispersion)
         self.potential = ForceStressModel(self.model)
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
@@ -58,29 +66,46 @@ class Evaluator:
             recompute_edges = 200_000 if self.device.type == "cuda" else 20_000
         self.recompute_edges = recompute_edges
 
-    def options(self, graph: AtomGraph) -> ExecutionOptions:
+    def options(self, graph: AtomGraph, create_graph: bool = False) -> ExecutionOptions:
         """How this graph is evaluated: first derivatives only, large graphs recomputing their
-        per-edge activations in the backward pass."""
-        return ExecutionOptions.inference(recompute=graph.num_edges > self.recompute_edges)
+        per-edge activations in the backward pass; with create_graph, outputs that stay in the
+        autograd graph (differentiable simulation)."""
+        recompute = graph.num_edges > self.recompute_edges
+        if create_graph:
+            return ExecutionOptions.training(recompute=recompute)
+        return ExecutionOptions.inference(recompute=recompute)
 
-    def step(self, graph: AtomGraph, stress: bool = True) -> Prediction:
-        """Energy, forces (and stress) of a graph already on the device."""
-        options = self.options(graph)
-        if self.graphed is not None and graph.num_atoms <= self.graph_max_atoms:
-            return self.graphed(graph, options)
-        return self.potential(graph, options, forces=True, stress=stress)
+    def step(self, graph: AtomGraph, stress: bool = True, create_graph: bool = False,
+             labels: Sequence[str] | None = None) -> Prediction:
+        """Energy, forces (and stress) of a graph already on the device, dispersion included."""
+        options = self.options(graph, create_graph)
+        if self.graphed is not None and not create_graph and graph.num_atoms <= self.graph_max_atoms:
+            pred = self.graphed(graph, options)
+        else:
+            pred = self.potential(graph, options, forces=True, stress=stress)
+        if self.dispersion is not None:
+            if create_graph:
+                raise ValueError(f"{self.dispersion.name} (simple-dftd3) is not differentiable: outputs that stay "
+                                 "in the autograd graph need dispersion=None")
+            pred = add_prediction(pred, self.dispersion(graph, stress, labels))
+        return pred
 
     def predict_tensors(self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
-                        system_idx: torch.Tensor, stress: bool = True, labels: Sequence[str] | None = None
-                        ) -> Prediction:
+                        system_idx: torch.Tensor, stress: bool = True, labels: Sequence[str] | None = None,
+                        create_graph: bool = False) -> Prediction:
         """Tensors in, tensors out, for engines that keep their state on the device (torch-sim):
         the batch as `graph.build_graph_from_tensors` takes it, checked like any input, evaluated
         in one call. Returns the Prediction on the model's device in its dtype (stress zeros for
-        structures not periodic in all three directions)."""
+        structures not periodic in all three directions). create_graph: the outputs stay in the
+        autograd graph, differentiable with respect to the weights and to the `positions` and
+        `cell` passed in (which the graph then holds as given, converted to the model's dtype)."""
         graph = build_graph_from_tensors(positions.to(self.device), numbers.to(self.device), cell.to(self.device),
                                          pbc.to(self.device), system_idx.to(self.device), self.model.cutoff,
                                          self.model.species, self.min_distance, labels=labels, dtype=self.dtype)
-        return self.step(graph, stress)
+        if create_graph:
+            graph = dataclasses.replace(graph, positions=positions.to(self.device, self.dtype),
+                                        cell=cell.to(self.device, self.dtype))
+        return self.step(graph, stress, create_graph, labels)
 
     def evaluate(self, structures: Sequence[Atoms], batch_size: int = 64, max_atoms: int | None = 4096,
                  stress: bool = True, progress: bool = False) -> list[dict[str, object]]:
@@ -95,11 +120,12 @@ class Evaluator:
             bar = tqdm(total=len(structures), unit="structure", desc="predict")
         for group in groups:
             batch = [structures[k] for k in group]
+            labels = [f"structure {k}" for k in group]
             graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
-                                labels=[f"structure {k}" for k in group], device=self.device)
+                                labels=labels, device=self.device)
             graph = graph.to(self.device, self.dtype)
             periodic = graph.periodic.cpu().numpy()  # the one place that decides which results have a stress
-            pred = self.step(graph, stress and bool(periodic.any()))
+            pred = self.step(graph, stress and bool(periodic.any()), labels=labels)
             energy = pred.energy.detach().double().cpu().numpy()
             energies = pred.energies.detach().double().cpu().numpy()
             forces = pred.forces.detach().double().cpu().numpy()
