@@ -1,15 +1,31 @@
-"""`hipot relax`, `md`, `phonons`, `eos`, `elastic`, `screen`: thin wrappers over hipot.tasks."""
+"""`hipot relax`, `md`, `phonons`, `eos`, `elastic`, `screen`: thin wrappers over hipot.tasks.
+
+Each verb checks what it can before loading a model (extras, device, output paths, every input
+structure), takes its defaults from the task function's signature, and on a CPU warns before
+a structure whose evaluation is slow or may not fit in memory."""
 from __future__ import annotations
 
 import argparse
 import functools
+import inspect
 import sys
 from pathlib import Path
 
-from .common import add_model_args
+from .common import (CLIError, add_model_args, check_device, check_frames, check_writable, model_species, output_format,
+                     require_extras, run_key, warn_if_large)
 
 INPUT_HELP = "structure file ASE reads (extxyz, CIF, POSCAR, ...) or a bundled example: example:Si, example:Cu, " \
              "example:MgO, example:H2O"
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(task: str) -> dict:
+    """Keyword defaults of the task function `module.function` (the one place they are written)."""
+    import importlib
+
+    module, name = task.rsplit(".", 1)
+    func = getattr(importlib.import_module(f"hipot.tasks.{module}"), name)
+    return {k: p.default for k, p in inspect.signature(func).parameters.items() if p.default is not p.empty}
 
 
 def _model(args: argparse.Namespace, device=None):
@@ -20,7 +36,7 @@ def _model(args: argparse.Namespace, device=None):
 
         return EMT()
     if args.model.lower().startswith("ase:"):
-        raise SystemExit(f"hipot {args.command}: unknown ASE calculator {args.model!r} (only ase:emt)")
+        raise CLIError(f"unknown ASE calculator {args.model!r} (only ase:emt)")
     from ..evaluator import Evaluator
 
     return Evaluator(args.model, device if device is not None else args.device, args.dtype, backend=args.backend)
@@ -35,15 +51,31 @@ def _rank_device(args: argparse.Namespace):
     return setup(args.device, timeout=timedelta(days=7))[1]
 
 
-def _one(args: argparse.Namespace):
-    from ..tasks.common import read_structures
+def _prepare(args: argparse.Namespace, extras: tuple[str, ...] = (), files=(), folders=()) -> None:
+    """The checks every verb makes first: optional packages, --model's name (an unknown ASE
+    calculator), --device, and that every output can be written."""
+    if extras:
+        require_extras(f"hipot {args.command}", extras)
+    if args.model.lower().startswith("ase:") and args.model.lower() != "ase:emt":
+        raise CLIError(f"unknown ASE calculator {args.model!r} (only ase:emt)")
+    check_device(args.device)
+    check_writable(list(files) + [getattr(args, "json", None)], folders)
 
-    frames = read_structures(args.input, args.index)
+
+def _one(args: argparse.Namespace, evaluations: int = 1):
+    """The one structure a single-structure verb works on, checked against the model's elements
+    before the model loads."""
+    from ..tasks.common import read_labelled
+
+    frames, labels = read_labelled(args.input, args.index)
     if len(frames) != 1:
-        raise SystemExit(f"hipot {args.command}: {args.input} holds {len(frames)} structures; pick one with --index")
-    atoms = frames[0]
+        raise CLIError(f"{args.input} holds {len(frames)} structures; pick one with --index")
+    atoms, label = frames[0], labels[0]
     if getattr(args, "repeat", None):
         atoms = atoms.repeat(args.repeat)
+        label += f" repeated {'x'.join(map(str, args.repeat))}"
+    check_frames([atoms], [label], model_species(args.model), skip_bad=False, option="")
+    warn_if_large(args.command, [atoms], [label], args.model, args.device, evaluations, getattr(args, "quiet", False))
     return atoms
 
 
@@ -56,8 +88,9 @@ def _friendly(func):
             return func(args)
         except ValueError as e:
             from ..graph import StructureError
+            from ..tasks.common import InputFileError
 
-            if isinstance(e, StructureError):
+            if isinstance(e, (StructureError, InputFileError)):
                 raise
             print(f"hipot {args.command}: error: {e}", file=sys.stderr)
             return 2
@@ -80,47 +113,46 @@ def _json(args: argparse.Namespace, obj) -> None:
         _say(args, f"wrote {args.json}")
 
 
-def _run_key(args: argparse.Namespace, files: list[str], **settings) -> str:
-    """Identifies a run (inputs and settings) so that a restart reuses only its own partial results."""
-    import hashlib
-    import json
-
-    h = hashlib.sha256()
-    for f in files:
-        p = Path(f)
-        h.update(p.read_bytes() if p.is_file() else f.encode())
-    h.update(json.dumps({"model": args.model, "dtype": args.dtype, **settings}, sort_keys=True, default=str).encode())
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- relax
 @_friendly
 def cmd_relax(args: argparse.Namespace) -> int:
     import ase.io
 
     from ..distributed import finish
-    from ..tasks.common import atomic_write, read_structures
+    from ..io import atomic_write
+    from ..tasks.common import Tally, read_labelled
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
 
-    frames = read_structures(args.input, args.index)
+    fmt = output_format(args.output, "relax", results_needed=False)
+    _prepare(args, ("spglib",) if args.symmetry else (), files=[args.output])
+    frames, labels = read_labelled(args.input, args.index)
+    if len(frames) > 1 and ase.io.formats.ioformats[fmt].single:
+        raise CLIError(f"{args.output}: {fmt} holds one structure, the input {len(frames)}; "
+                         "use .extxyz (every result) or .traj")
+    skipped = check_frames(frames, labels, model_species(args.model), args.skip_bad)
+    good = [f for k, f in enumerate(frames) if k not in skipped] or frames
+    warn_if_large("relax", good, labels, args.model, args.device, args.steps + 1, args.quiet)
     settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, relax_cell=not args.no_cell,
-                    symmetry=args.symmetry, index=args.index)
-    key = _run_key(args, [args.input], **settings)
-    settings.pop("index")
+                    symmetry=args.symmetry)
+    key = run_key(args, [args.input], index=args.index, **settings)
+    args.tally, args.resume_hint = Tally(len(frames)), "rerun the same command to resume"
     dev = _rank_device(args)
     results = relax_resumable(frames, args.output, key, _model(args, dev), device=str(dev), progress=not args.quiet,
-                              batch_size=args.batch_size, max_atoms=args.max_atoms, trajectory=args.trajectory,
-                              **settings)
+                              batch_size=args.batch_size, max_atoms=args.batch_atoms, trajectory=args.trajectory,
+                              labels=labels, skip=skipped, tally=args.tally, dtype=args.dtype, **settings)
     if results is not None:
         out = []
         for r in results:
             a = r.atoms
             a.info.update({"relax_converged": r.converged, "relax_steps": r.steps, "relax_fmax": r.fmax})
+            if r.error:
+                a.info["hipot_error"] = r.error
             out.append(a)
-        atomic_write(args.output, lambda tmp: ase.io.write(tmp, out, format="extxyz"))
+        atomic_write(args.output, lambda tmp: ase.io.write(tmp, out, format=fmt))
         _json(args, {"structures": [r.to_dict() for r in results]})
         cleanup_checkpoint(args.output, len(frames), key)
-        _say(args, f"relaxed {sum(r.converged for r in results)} of {len(results)} structure(s); wrote {args.output}")
+        _say(args, f"relaxed {sum(r.converged for r in results)} of {len(results)} structure(s); wrote {args.output}"
+                   + ("" if fmt == "extxyz" else f" ({fmt}: energies and forces are in extxyz and --json only)"))
         msg = unconverged_message(results, args.fmax, args.steps)
         if msg:
             print(f"hipot relax: warning: {msg}", file=sys.stderr)
@@ -131,12 +163,20 @@ def cmd_relax(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- md
 @_friendly
 def cmd_md(args: argparse.Namespace) -> int:
+    from ..tasks.common import Tally
     from ..tasks.md import md
 
-    res = md(_one(args), _model(args), ensemble=args.ensemble, temperature=args.temperature, timestep=args.timestep,
+    log = args.log or str(Path(args.trajectory).with_suffix(".log"))
+    _prepare(args, files=[args.trajectory, log])
+    atoms = _one(args, evaluations=args.steps)
+    args.tally = Tally(args.steps, unit="step")
+    args.resume_hint = (f"the trajectory {args.trajectory} keeps a frame every {args.interval} steps: "
+                        + ("rerun the same command to continue" if args.restart else
+                           "rerun the same command with --restart to continue from its last frame"))
+    res = md(atoms, _model(args), ensemble=args.ensemble, temperature=args.temperature, timestep=args.timestep,
              steps=args.steps, seed=args.seed, pressure=args.pressure, friction=args.friction, tdamp=args.tdamp,
              pdamp=args.pdamp, interval=args.interval, trajectory=args.trajectory, log=args.log,
-             restart=args.restart, device=args.device, dtype=args.dtype, progress=not args.quiet)
+             restart=args.restart, device=args.device, dtype=args.dtype, progress=not args.quiet, tally=args.tally)
     d = res.to_dict()
     _json(args, d)
     line = f"{res.ensemble}: {res.steps} steps ({res.time_ps:.3f} ps), <T> = {res.temperature_mean:.1f} K"
@@ -153,6 +193,7 @@ def cmd_md(args: argparse.Namespace) -> int:
 def cmd_phonons(args: argparse.Namespace) -> int:
     from ..tasks.phonons import phonons
 
+    _prepare(args, ("phonopy", "spglib"), files=[args.plot, args.thermal])
     res = phonons(_one(args), _model(args), supercell_length=args.supercell_length, supercell=args.supercell,
                   displacement=args.displacement, relax_first=not args.no_relax, mesh=args.mesh, t_max=args.t_max,
                   t_step=args.t_step, device=args.device, dtype=args.dtype, progress=not args.quiet)
@@ -173,8 +214,9 @@ def cmd_phonons(args: argparse.Namespace) -> int:
 def cmd_eos(args: argparse.Namespace) -> int:
     from ..tasks.eos import eos
 
-    res = eos(_one(args), _model(args), strain=args.strain, points=args.points, relax_first=not args.no_relax,
-              device=args.device, dtype=args.dtype, progress=not args.quiet)
+    _prepare(args, () if args.no_relax else ("spglib",), files=[args.plot])
+    res = eos(_one(args, evaluations=args.points), _model(args), strain=args.strain, points=args.points,
+              relax_first=not args.no_relax, device=args.device, dtype=args.dtype, progress=not args.quiet)
     res.plot(args.plot)
     _json(args, res.to_dict())
     _say(args, f"{res.formula}: V0 = {res.v0:.4f} A^3/atom, B0 = {res.b0:.2f} GPa, B0' = {res.b0_prime:.3f}, "
@@ -189,8 +231,9 @@ def cmd_elastic(args: argparse.Namespace) -> int:
 
     from ..tasks.elastic import elastic
 
-    res = elastic(_one(args), _model(args), strain=args.strain, relax_first=not args.no_relax, device=args.device,
-                  dtype=args.dtype, progress=not args.quiet)
+    _prepare(args, () if args.no_relax else ("spglib",))
+    res = elastic(_one(args, evaluations=13), _model(args), strain=args.strain, relax_first=not args.no_relax,
+                  device=args.device, dtype=args.dtype, progress=not args.quiet)
     _json(args, res.to_dict())
     if not args.quiet:
         with np.printoptions(precision=1, suppress=True, linewidth=120):
@@ -206,32 +249,38 @@ def cmd_screen(args: argparse.Namespace) -> int:
     import ase.io
 
     from ..distributed import finish
-    from ..tasks.common import atomic_write, read_structures
+    from ..io import atomic_write
+    from ..tasks.common import Tally, read_labelled
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
     from ..tasks.screen import analyse, candidates
 
+    _prepare(args, ("spglib", "pymatgen"), folders=[args.out])
     if args.candidates:
-        structures = read_structures(args.candidates)
+        structures, labels = read_labelled(args.candidates)
         for k, a in enumerate(structures):
             a.info.setdefault("id", str(a.info.get("name", f"candidate-{k}")))
         elements = args.elements or sorted({s for a in structures for s in a.get_chemical_symbols()})
         files = [args.candidates]
     else:
         if not args.elements:
-            raise SystemExit("hipot screen: give --elements (and --lattice, --max-atoms) or --candidates FILE")
+            raise CLIError("give --elements (and --lattice, --max-atoms) or --candidates FILE")
         structures = candidates(args.elements, args.lattice, args.max_atoms)
+        labels = [f"candidate {a.info['id']}" for a in structures]
         elements = args.elements
         files = []
+    check_frames(structures, labels, model_species(args.model), skip_bad=False, option="")
     out = Path(args.out)
     relaxed_path = out / "relaxed.extxyz"
     settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, elements=elements,
                     lattice=args.lattice, max_atoms=args.max_atoms)
-    key = _run_key(args, files, **settings)
+    key = run_key(args, files, **settings)
     _say(args, f"screen: {len(structures)} candidate structure(s)")
+    args.tally, args.resume_hint = Tally(len(structures)), "rerun the same command to resume"
     dev = _rank_device(args)
     results = relax_resumable(structures, relaxed_path, key, _model(args, dev), device=str(dev),
                               progress=not args.quiet, batch_size=args.batch_size, optimizer=args.optimizer,
-                              fmax=args.fmax, steps=args.steps, relax_cell=True)
+                              fmax=args.fmax, steps=args.steps, relax_cell=True, labels=labels, tally=args.tally,
+                              dtype=args.dtype)
     if results is not None:
         res = analyse(structures, results, elements, "file" if args.candidates else args.lattice)
         frames = [r.atoms for r in results]  # their info (id, prototype, ...) comes from the candidates
@@ -257,23 +306,38 @@ def cmd_screen(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
+    relax_d, md_d, ph_d = _defaults("relax.relax"), _defaults("md.md"), _defaults("phonons.phonons")
+    eos_d, el_d, sc_d = _defaults("eos.eos"), _defaults("elastic.elastic"), _defaults("screen.screen")
+    from ..tasks.relax import OPTIMIZERS
+
+    optimizers = list(OPTIMIZERS)
 
     p = sub.add_parser("relax", help="relax structures (batched; cell too for periodic ones)", formatter_class=fmt,
                        epilog="JSON (--json): {'structures': [{index, formula, n_atoms, energy, energy_per_atom, "
                               "fmax, steps, converged, volume_per_atom (periodic), error (if any)}]}.\n"
+                              "Every structure is checked before the model loads; a bad one stops the command (all "
+                              "are listed) unless --skip-bad.\n"
                               "Under torchrun the structures are split across ranks; rerunning an interrupted "
                               "command skips the structures already done.")
     p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("-o", "--output", required=True, help="relaxed structures (extxyz, with energy, forces, stress)")
+    p.add_argument("-o", "--output", required=True,
+                   help="relaxed structures: extxyz (.extxyz, .xyz: with energy, forces, stress) or any format "
+                        "ASE writes from the suffix (.traj, .cif, ...)")
     p.add_argument("--index", default=":", help="frames to read, ASE syntax (default: all)")
     add_model_args(p)
-    p.add_argument("--optimizer", default="FIRE", choices=["FIRE", "BFGS", "LBFGS"], help="default: FIRE")
-    p.add_argument("--fmax", type=float, default=0.05, help="force convergence, eV/A (default: 0.05)")
-    p.add_argument("--steps", type=int, default=500, help="maximum optimizer steps (default: 500)")
+    p.add_argument("--optimizer", default=relax_d["optimizer"], choices=optimizers, help="default: %(default)s")
+    p.add_argument("--fmax", type=float, default=relax_d["fmax"], help="force convergence, eV/A (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=relax_d["steps"], help="maximum optimizer steps (default: %(default)s)")
     p.add_argument("--no-cell", action="store_true", help="keep the cell fixed (default: relax it, periodic only)")
-    p.add_argument("--symmetry", action="store_true", help="keep the space group (ase FixSymmetry)")
-    p.add_argument("--batch-size", type=int, default=64, help="structures relaxed together (default: 64)")
-    p.add_argument("--max-atoms", type=int, default=4096, help="atoms per batched evaluation (default: 4096)")
+    p.add_argument("--symmetry", action="store_true", help="keep the space group (ase FixSymmetry; needs spglib)")
+    p.add_argument("--batch-size", type=int, default=relax_d["batch_size"],
+                   help="structures relaxed together (default: %(default)s)")
+    p.add_argument("--batch-atoms", type=int, default=relax_d["max_atoms"],
+                   help="atoms per batched evaluation (default: %(default)s)")
+    p.add_argument("--max-atoms", dest="batch_atoms", type=int, help=argparse.SUPPRESS)  # the former name
+    p.add_argument("--skip-bad", action="store_true",
+                   help="record structures the model cannot take as failed (error in --json and under info key "
+                        "'hipot_error') instead of stopping")
     p.add_argument("--trajectory", help="write each relaxation's frames (.traj or extxyz; several: stem.INDEX.suffix)")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
@@ -290,18 +354,21 @@ def register(sub) -> None:
     p.add_argument("--index", default="0", help="which frame (default: the first)")
     add_model_args(p)
     p.add_argument("--repeat", type=int, nargs=3, metavar=("NA", "NB", "NC"), help="run on this supercell of the input")
-    p.add_argument("--ensemble", default="nve", choices=["nve", "nvt-langevin", "nvt-nhc", "npt-mtk", "npt-berendsen"],
-                   help="default: nve (velocity Verlet)")
-    p.add_argument("--temperature", type=float, default=300.0, help="K: initial velocities and thermostat (default 300)")
-    p.add_argument("--timestep", type=float, default=1.0, help="fs (default: 1)")
-    p.add_argument("--steps", type=int, default=1000, help="total steps, restarts included (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="initial velocities (default: 0)")
-    p.add_argument("--pressure", type=float, default=0.0, help="GPa, NPT (default: 0)")
-    p.add_argument("--friction", type=float, default=0.01, help="1/fs, Langevin (default: 0.01)")
-    p.add_argument("--tdamp", type=float, default=100.0, help="fs, thermostat time constant (default: 100)")
-    p.add_argument("--pdamp", type=float, default=1000.0, help="fs, barostat time constant (default: 1000)")
-    p.add_argument("--interval", type=int, default=10, help="log and trajectory every N steps (default: 10)")
-    p.add_argument("--trajectory", default="md.traj", help="ASE trajectory (default: md.traj)")
+    p.add_argument("--ensemble", default=md_d["ensemble"],
+                   choices=["nve", "nvt-langevin", "nvt-nhc", "npt-mtk", "npt-berendsen"],
+                   help="default: %(default)s (nve: velocity Verlet)")
+    p.add_argument("--temperature", type=float, default=md_d["temperature"],
+                   help="K: initial velocities and thermostat (default %(default)s)")
+    p.add_argument("--timestep", type=float, default=md_d["timestep"], help="fs (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=md_d["steps"], help="total steps, restarts included (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=md_d["seed"], help="initial velocities (default: %(default)s)")
+    p.add_argument("--pressure", type=float, default=md_d["pressure"], help="GPa, NPT (default: %(default)s)")
+    p.add_argument("--friction", type=float, default=md_d["friction"], help="1/fs, Langevin (default: %(default)s)")
+    p.add_argument("--tdamp", type=float, default=md_d["tdamp"], help="fs, thermostat time constant (default: %(default)s)")
+    p.add_argument("--pdamp", type=float, default=md_d["pdamp"], help="fs, barostat time constant (default: %(default)s)")
+    p.add_argument("--interval", type=int, default=md_d["interval"],
+                   help="log and trajectory every N steps (default: %(default)s)")
+    p.add_argument("--trajectory", default=md_d["trajectory"], help="ASE trajectory (default: %(default)s)")
     p.add_argument("--log", help="CSV log (default: the trajectory with .log)")
     p.add_argument("--restart", action="store_true", help="continue from the last frame of --trajectory if it exists")
     p.add_argument("--json", help="write the summary here")
@@ -317,20 +384,23 @@ def register(sub) -> None:
     p.add_argument("input", help=INPUT_HELP)
     p.add_argument("--index", default="0", help="which frame (default: the first)")
     add_model_args(p)
-    p.add_argument("--supercell-length", type=float, default=10.0, help="minimum supercell width, A (default: 10)")
+    p.add_argument("--supercell-length", type=float, default=ph_d["supercell_length"],
+                   help="minimum supercell width, A (default: %(default)s)")
     p.add_argument("--supercell", type=int, nargs=3, help="explicit repeats of the cell instead")
-    p.add_argument("--displacement", type=float, default=0.01, help="A (default: 0.01)")
-    p.add_argument("--mesh", type=float, default=30.0, help="q-mesh length for DOS and thermal properties (default: 30)")
-    p.add_argument("--t-max", type=float, default=1000.0, help="K (default: 1000)")
-    p.add_argument("--t-step", type=float, default=10.0, help="K (default: 10)")
+    p.add_argument("--displacement", type=float, default=ph_d["displacement"], help="A (default: %(default)s)")
+    p.add_argument("--mesh", type=float, default=ph_d["mesh"],
+                   help="q-mesh length for DOS and thermal properties (default: %(default)s)")
+    p.add_argument("--t-max", type=float, default=ph_d["t_max"], help="K (default: %(default)s)")
+    p.add_argument("--t-step", type=float, default=ph_d["t_step"], help="K (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="use the structure as given")
-    p.add_argument("--plot", default="phonons.png", help="band structure + DOS (default: phonons.png)")
-    p.add_argument("--thermal", default="thermal.csv", help="F, S, Cv against T (default: thermal.csv)")
+    p.add_argument("--plot", default="phonons.png", help="band structure + DOS (default: %(default)s)")
+    p.add_argument("--thermal", default="thermal.csv", help="F, S, Cv against T (default: %(default)s)")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_phonons)
 
-    p = sub.add_parser("eos", help="energy-volume curve (+-6 %%), Birch-Murnaghan fit and plot", formatter_class=fmt,
+    p = sub.add_parser("eos", help=f"energy-volume curve (+-{eos_d['strain'] * 100:g} %%), Birch-Murnaghan fit and plot",
+                       formatter_class=fmt,
                        epilog="JSON (--json): v0 (A^3/atom), b0 (GPa), b0_prime, e0 (eV/atom), volumes (A^3/atom), "
                               "energies (eV/atom), rms_mev, formula, n_atoms, converged.\n"
                               "The structure is first relaxed (cell and positions, symmetry kept) unless --no-relax; "
@@ -338,10 +408,10 @@ def register(sub) -> None:
     p.add_argument("input", help=INPUT_HELP)
     p.add_argument("--index", default="0", help="which frame (default: the first)")
     add_model_args(p)
-    p.add_argument("--strain", type=float, default=0.06, help="volume range +-strain (default: 0.06)")
-    p.add_argument("--points", type=int, default=11, help="volumes (default: 11)")
+    p.add_argument("--strain", type=float, default=eos_d["strain"], help="volume range +-strain (default: %(default)s)")
+    p.add_argument("--points", type=int, default=eos_d["points"], help="volumes (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="centre the volumes on the structure as given")
-    p.add_argument("--plot", default="eos.png", help="default: eos.png")
+    p.add_argument("--plot", default="eos.png", help="default: %(default)s")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_eos)
@@ -354,7 +424,7 @@ def register(sub) -> None:
     p.add_argument("input", help=INPUT_HELP)
     p.add_argument("--index", default="0", help="which frame (default: the first)")
     add_model_args(p)
-    p.add_argument("--strain", type=float, default=0.01, help="largest strain (default: 0.01)")
+    p.add_argument("--strain", type=float, default=el_d["strain"], help="largest strain (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="use the structure as given")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -367,15 +437,17 @@ def register(sub) -> None:
                               "Under torchrun the relaxations are split across ranks; rerunning an interrupted "
                               "command skips the structures already done.")
     p.add_argument("--elements", nargs="+", help="e.g. Cu Au")
-    p.add_argument("--lattice", default="fcc", choices=["fcc", "bcc", "hcp"], help="parent lattice (default: fcc)")
-    p.add_argument("--max-atoms", type=int, default=4, help="largest cell of the enumeration (default: 4)")
+    p.add_argument("--lattice", default=sc_d["lattice"], choices=["fcc", "bcc", "hcp"],
+                   help="parent lattice (default: %(default)s)")
+    p.add_argument("--max-atoms", type=int, default=sc_d["max_atoms"],
+                   help="largest cell of the enumeration, in atoms (default: %(default)s)")
     p.add_argument("--candidates", help="relax these structures instead of enumerating (must include pure elements)")
     add_model_args(p)
-    p.add_argument("--optimizer", default="FIRE", choices=["FIRE", "BFGS", "LBFGS"])
-    p.add_argument("--fmax", type=float, default=0.05, help="eV/A (default: 0.05)")
-    p.add_argument("--steps", type=int, default=500, help="default: 500")
-    p.add_argument("--batch-size", type=int, default=64, help="default: 64")
-    p.add_argument("--out", default="screen", help="output folder (default: screen)")
+    p.add_argument("--optimizer", default=sc_d["optimizer"], choices=optimizers, help="default: %(default)s")
+    p.add_argument("--fmax", type=float, default=sc_d["fmax"], help="eV/A (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=sc_d["steps"], help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=sc_d["batch_size"], help="default: %(default)s")
+    p.add_argument("--out", default="screen", help="output folder (default: %(default)s)")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_screen)
