@@ -164,10 +164,14 @@ def read_labelled(spec: str, index: str = ":", fmt: str | None = None) -> tuple[
     that names the file and the frame's index in it ('in.extxyz frame 150'), whatever `index`
     selects. Every way a file can fail to read is one InputFileError (FileNotFoundError when
     it is missing)."""
-    if spec.startswith("example:"):
-        return [example(spec.split(":", 1)[1])], [spec]
     import ase.io
     from ase.io.formats import string2index
+
+    if spec.startswith("example:"):
+        atoms = example(spec.split(":", 1)[1])
+        if index not in (":", "0", "-1", 0, -1):
+            raise InputFileError(f"{spec} is one structure; --index {index} selects none")
+        return [atoms], [spec]
 
     path = Path(spec)
     if not path.exists():
