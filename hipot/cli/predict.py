@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from .common import (add_model_args, check_device, check_frames, check_writable, model_species,
+from .common import (CLIError, add_model_args, check_device, check_frames, check_writable, model_species,
                      output_format, run_key, warn_if_large)
 
 ERROR_KEY = "hipot_error"  # info key of a frame written without results (--skip-bad)
@@ -16,7 +16,10 @@ ERROR_KEY = "hipot_error"  # info key of a frame written without results (--skip
 def cmd_fetch(args: argparse.Namespace) -> int:
     from ..pretrained import fetch
 
-    path = fetch(args.name, force=args.force, wheel=args.wheel, checkpoint=args.checkpoint)
+    try:
+        path = fetch(args.name, force=args.force, wheel=args.wheel, checkpoint=args.checkpoint)
+    except KeyError as e:  # an unknown name
+        raise CLIError(e.args[0]) from None
     print(path)
     return 0
 
