@@ -26,6 +26,7 @@ def tiny():
     return make_tiny(species=SPECIES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
 def test_batched_relax_equals_sequential_ase(tiny, optimizer):
     """Lockstep batches (2 at a time, swapped in as others finish) follow exactly the path of ASE's
@@ -205,6 +206,7 @@ def test_enumeration_counts():
     assert len(groups) == len(structures) == 29
 
 
+@pytest.mark.slow
 def test_screen_emt_copper_gold(tmp_path):
     from hipot.tasks.screen import screen
 

@@ -41,6 +41,7 @@ def _keys(path) -> set[str]:
     return set(json.loads(Path(path).read_text()))
 
 
+@pytest.mark.slow
 def test_verbs_on_bundled_examples(tmp_path, capsys):
     os.chdir(tmp_path)
     emt = ["--model", "ase:emt", "-q"]
@@ -86,6 +87,7 @@ def _torchrun(args: list[str], cwd: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_torchrun_predict_split_and_merge(tiny_dir):
     d, model, frames = tiny_dir
     _torchrun(["predict", "in.extxyz", "-o", "tr.extxyz", "--model", "tiny", "--device", "cpu", "--dtype", "float64",
@@ -99,6 +101,7 @@ def test_torchrun_predict_split_and_merge(tiny_dir):
     assert not list(d.glob(".tr.extxyz.parts"))
 
 
+@pytest.mark.slow
 def test_torchrun_relax_split_and_merge(tiny_dir):
     d, model, frames = tiny_dir
     _torchrun(["relax", "in.extxyz", "-o", "rel.extxyz", "--model", "tiny", "--device", "cpu", "--dtype", "float64",
@@ -159,6 +162,7 @@ def test_predict_resumes_after_interruption(tiny_dir, monkeypatch):
     assert not (d / ".res.extxyz.parts").exists()
 
 
+@pytest.mark.slow
 def test_relax_resumes_after_interruption(tiny_dir, monkeypatch):
     d, model, frames = tiny_dir
     out = d / "rres.extxyz"

@@ -127,6 +127,7 @@ def test_resume_gives_the_same_weights(data_file, tmp_path):
         Trainer(config(data_file, tmp_path / "full"))
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(data_file, tmp_path):
     """A subprocess killed by SIGKILL between two checkpoints of its run, resumed, ends with the
     same weights as an uninterrupted run. The test proves the kill landed mid-run: the process
@@ -237,6 +238,7 @@ def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_one_process(data_file, tmp_path):
     from hipot.training.config import LossConfig
     from hipot.training.data import InMemoryDataset, collate, read_samples
@@ -257,6 +259,7 @@ def test_ddp_gradients_equal_one_process(data_file, tmp_path):
         torch.testing.assert_close(ddp_grads[n], p.grad, rtol=1e-10, atol=1e-14, msg=n)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(data_file, tmp_path):
     """`torchrun --nproc-per-node 2 -m hipot train` on CPU (gloo) ends with the weights of one
     process trained on the combined batches (float64; only the summation order differs)."""
