@@ -35,7 +35,8 @@ class ModelFileError(RuntimeError):
 
 # ----------------------------------------------------------------------------- hipot format
 
-def _sha256_file(path: Path) -> str:
+def sha256_of(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB pieces."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -64,7 +65,7 @@ def save_model(model: HIENet, directory: str | Path, metadata: dict[str, Any] | 
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                "metadata": metadata or {}}
-        doc["sha256"] = {"model": _sha256_section(doc), WEIGHTS_FILE: _sha256_file(tmp / WEIGHTS_FILE)}
+        doc["sha256"] = {"model": _sha256_section(doc), WEIGHTS_FILE: sha256_of(tmp / WEIGHTS_FILE)}
         (tmp / CONFIG_FILE).write_text(json.dumps(doc, indent=2))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is ordinary data
         for f in tmp.iterdir():
@@ -102,7 +103,7 @@ def read_model_doc(directory: str | Path, verify_weights: bool = True) -> dict[s
         if sums.get("model") != _sha256_section(doc):
             raise ModelFileError(f"{cfg_path}: the model section was changed or is corrupt (its SHA-256 differs "
                                  "from the one recorded when the model was written)")
-        if verify_weights and sums.get(WEIGHTS_FILE) != _sha256_file(w_path):
+        if verify_weights and sums.get(WEIGHTS_FILE) != sha256_of(w_path):
             raise ModelFileError(f"{w_path}: corrupt or changed weights file (its SHA-256 differs from the one "
                                  "recorded when the model was written)")
     return doc

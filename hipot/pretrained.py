@@ -9,7 +9,6 @@ model.safetensors) in the cache folder: $HIPOT_CACHE, else $XDG_CACHE_HOME/hipot
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import (CONFIG_FILE, ModelFileError, config_from_official, convert_official, has_checksums,
-                         load_model_dir, read_model_config, read_official, save_model)
+                         load_model_dir, read_model_config, read_official, save_model, sha256_of)
 from .config import ModelConfig
 from .device import resolve_device, resolve_dtype
 from .model import HIENet
@@ -61,14 +60,6 @@ def cache_dir() -> Path:
         return Path(os.environ["HIPOT_CACHE"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "hipot"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _log(msg: str) -> None:

@@ -124,7 +124,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
 
     fmt = output_format(args.output, "relax", results_needed=False)
-    _prepare(args, ("spglib",) if args.symmetry else (), files=[args.output])
+    _prepare(args, ("spglib",) if args.symmetry else (), files=[args.output, args.trajectory])
     frames, labels = read_labelled(args.input, args.index)
     if len(frames) > 1 and ase.io.formats.ioformats[fmt].single:
         raise CLIError(f"{args.output}: {fmt} holds one structure, the input {len(frames)}; "
