@@ -106,9 +106,9 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
     """Run `steps` MD steps in total (timestep in fs, temperature in K, pressure in GPa, friction in
     1/fs, tdamp/pdamp in fs). Velocities start Maxwell-Boltzmann at `temperature` (seed), without
     net momentum. Every `interval` steps a frame goes to `trajectory` (ASE .traj) and a row to `log`
-    (CSV, default trajectory with .log). With restart and an existing trajectory, the run continues
-    from its last frame (positions, momenta, cell, step) up to `steps` in total; thermostat and
-    barostat internal variables start afresh. `tally` follows the steps done (restarts included)."""
+    (CSV, default trajectory with .log), and so does the last step. With restart and an existing
+    trajectory, the run continues from its last frame (positions, momenta, cell, step) up to `steps`
+    in total; thermostat and barostat internal variables start afresh. `tally` follows the steps done (restarts included)."""
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {ensemble!r}")
@@ -179,6 +179,8 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
         dyn.attach(tick, interval=1)
         if steps > start:
             dyn.run(steps - start)
+            if dyn.nsteps % interval:  # the last step is logged (and kept for a restart) even off the interval
+                observe()
         elif start == 0:
             dyn.run(0)
     finally:
