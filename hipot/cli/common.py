@@ -1,8 +1,11 @@
-"""Arguments and checks shared by the command-line verbs: everything a command can find wrong
-before it loads a model or starts work (device, extras, output folders, input size)."""
+"""Arguments, checks and helpers shared by the command-line verbs: everything a command can find
+wrong before it loads a model or starts work (device, extras, output folders, every input
+structure, its size on a CPU), and the small pieces every task verb uses."""
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
 import os
 import sys
 import tempfile
@@ -116,8 +119,8 @@ def check_frames(frames: Sequence, labels: Sequence[str], species: Sequence[int]
 
     bad = find_bad(frames, species, labels)
     if bad and not skip_bad:
-        raise StructureError(bad_input_message(bad, len(frames), hint=f"; nothing was computed ({option} skips "
-                                                                      "them and records why in the output)"))
+        hint = "; nothing was computed" + (f" ({option} skips them and records why in the output)" if option else "")
+        raise StructureError(bad_input_message(bad, len(frames), hint=hint))
     return dict(bad)
 
 
@@ -223,3 +226,103 @@ def output_format(path: str, command: str, results_needed: bool) -> str:
         raise CLIError(f"{path}: cannot tell a format ASE writes from the name; use .extxyz (every result), "
                        ".traj, .cif, .vasp, ...")
     return fmt
+
+
+# ----------------------------------------------------------------- helpers of the task verbs
+INPUT_HELP = "structure file ASE reads (extxyz, CIF, POSCAR, ...) or a bundled example: example:Si, example:Cu, " \
+             "example:MgO, example:H2O"
+
+
+@functools.lru_cache(maxsize=None)
+def task_defaults(task: str) -> dict:
+    """Keyword defaults of the task function `module.function` (the one place they are written)."""
+    import importlib
+
+    module, name = task.rsplit(".", 1)
+    func = getattr(importlib.import_module(f"hipot.tasks.{module}"), name)
+    return {k: p.default for k, p in inspect.signature(func).parameters.items() if p.default is not p.empty}
+
+
+def task_model(args: argparse.Namespace, device=None):
+    """The model of --model: a hipot model (loaded once, on `device` or --device), or 'ase:emt' (ASE's EMT,
+    a cheap stand-in)."""
+    if args.model.lower() == "ase:emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if args.model.lower().startswith("ase:"):
+        raise CLIError(f"unknown ASE calculator {args.model!r} (only ase:emt)")
+    from ..evaluator import Evaluator
+
+    return Evaluator(args.model, device if device is not None else args.device, args.dtype, backend=args.backend)
+
+
+def rank_device(args: argparse.Namespace):
+    """This rank's device under torchrun (cuda:LOCAL_RANK), joining the process group; --device otherwise."""
+    from datetime import timedelta
+
+    from ..distributed import setup
+
+    return setup(args.device, timeout=timedelta(days=7))[1]
+
+
+def prepare(args: argparse.Namespace, extras: tuple[str, ...] = (), files=(), folders=()) -> None:
+    """The checks every verb makes first: optional packages, --model's name (an unknown ASE
+    calculator), --device, and that every output can be written."""
+    if extras:
+        require_extras(f"hipot {args.command}", extras)
+    if args.model.lower().startswith("ase:") and args.model.lower() != "ase:emt":
+        raise CLIError(f"unknown ASE calculator {args.model!r} (only ase:emt)")
+    check_device(args.device)
+    check_writable(list(files) + [getattr(args, "json", None)], folders)
+
+
+def one_structure(args: argparse.Namespace, evaluations: int = 1):
+    """The one structure a single-structure verb works on, checked against the model's elements
+    before the model loads."""
+    from ..tasks.common import read_labelled
+
+    frames, labels = read_labelled(args.input, args.index)
+    if len(frames) != 1:
+        raise CLIError(f"{args.input} holds {len(frames)} structures; pick one with --index")
+    atoms, label = frames[0], labels[0]
+    if getattr(args, "repeat", None):
+        atoms = atoms.repeat(args.repeat)
+        label += f" repeated {'x'.join(map(str, args.repeat))}"
+    check_frames([atoms], [label], model_species(args.model), skip_bad=False, option="")
+    warn_if_large(args.command, [atoms], [label], args.model, args.device, evaluations, getattr(args, "quiet", False))
+    return atoms
+
+
+def friendly(func):
+    """Errors that are the input's fault (ValueError from the tasks) as one line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except ValueError as e:
+            from ..graph import StructureError
+            from ..tasks.common import InputFileError
+
+            if isinstance(e, (StructureError, InputFileError)):
+                raise
+            print(f"hipot {args.command}: error: {e}", file=sys.stderr)
+            return 2
+
+    return wrapper
+
+
+def say(args: argparse.Namespace, msg: str) -> None:
+    from ..distributed import world
+
+    if not getattr(args, "quiet", False) and world().is_main:
+        print(msg, file=sys.stderr)
+
+
+def write_summary(args: argparse.Namespace, obj) -> None:
+    if args.json:
+        from ..tasks.common import write_json
+
+        write_json(args.json, obj)
+        say(args, f"wrote {args.json}")
