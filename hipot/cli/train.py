@@ -36,18 +36,35 @@ def _overrides(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace, preset: str | None) -> int:
-    from ..distributed import world
-    from ..training import DataError, load_config, resume, train
+    from pathlib import Path
 
+    from ..distributed import world
+    from ..tasks.common import Tally
+    from ..training import DataError, load_config, resume, train
+    from ..training.trainer import CHECKPOINT, TrainingInterrupted
+
+    out = args.resume
+
+    def hint() -> str:
+        if out is not None and (Path(out) / CHECKPOINT).is_file():
+            return f"continue from the last checkpoint with `hipot train --resume {out}`"
+        return "no checkpoint was written yet: rerun the same command to start over"
+
+    args.resume_hint = hint
+    args.ctrl_c_note = None  # the trainer says itself that it stops after the current step
     try:
         if args.resume:
             path = resume(args.resume, _overrides(args))
         else:
             cfg = load_config(args.config, args.preset or preset, _overrides(args))
+            out = cfg.run.out
             path = train(cfg)
     except (DataError, ValueError, FileExistsError) as e:
         print(f"hipot {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # what was done is in the checkpoint: say how far it got
+        args.tally = Tally(e.total, e.step, "step")
+        raise
     if world().is_main:
         print(path)
     return 0

@@ -176,6 +176,8 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, and not a data store built by `hipot data build` (no index.json)")
     if _is_npz_rmd17(path):
         yield from _iter_rmd17(path)
         return
@@ -195,9 +197,20 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
         return
     import ase.io
 
-    for k, atoms in enumerate(ase.io.iread(str(path), index=index, format=fmt)):
+    frames = ase.io.iread(str(path), index=index, format=fmt)
+    k = 0
+    while True:
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            return
+        except Exception as e:  # each ASE reader fails its own way on an empty, truncated or garbled file
+            what = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise DataError(f"{path}: cannot read frame {k} ({type(e).__name__}: {what}); is the file empty, "
+                            "truncated or of another format (--format)?") from None
         sample, problems = sample_from_atoms(atoms, keys)
         yield k, sample, problems
+        k += 1
 
 
 def _iter_rmd17(path: Path) -> Iterator[tuple[int, Sample, list[str]]]:
@@ -247,7 +260,9 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
             break
     if n_bad:
         more = f"\n... and {n_bad - len(errors)} more" if n_bad > len(errors) else ""
-        raise DataError(f"{n_bad} bad frame(s) in the training data:\n" + "\n".join(errors) + more)
+        err = DataError(f"{n_bad} bad frame(s) in the training data:\n" + "\n".join(errors) + more)
+        err.problems, err.n_bad = errors, n_bad  # for callers that join the reports of several reads
+        raise err
     if not samples:
         raise DataError(f"no frames in {', '.join(map(str, paths))}")
     return samples
