@@ -9,7 +9,6 @@ model.safetensors) in the cache folder: $HIPOT_CACHE, else $XDG_CACHE_HOME/hipot
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .cache import cache_dir  # noqa: F401 - hipot.pretrained.cache_dir, as before
 from .checkpoint import (CONFIG_FILE, ModelFileError, config_from_official, convert_official, has_checksums,
                          load_model_dir, read_model_config, read_official, save_model, sha256_of)
 from .config import ModelConfig
@@ -54,13 +54,6 @@ MADE_LOCALLY: dict[str, str] = {
     "hienet-v3-smooth": "hipot distill --teacher hienet-v3 --seeds FILES --out runs/distill "
                         "--install-as hienet-v3-smooth  (README, 'A smooth HIENet'; about 9 minutes on one H100)",
 }
-
-
-def cache_dir() -> Path:
-    if os.environ.get("HIPOT_CACHE"):
-        return Path(os.environ["HIPOT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hipot"
 
 
 def _log(msg: str) -> None:

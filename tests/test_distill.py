@@ -14,6 +14,7 @@ from hipot.pretrained import load_model
 from conftest import make_tiny
 
 
+@pytest.mark.slow
 def test_distill_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("HIPOT_CACHE", str(tmp_path / "cache"))
     teacher = make_tiny(species=[11, 14, 17])

@@ -190,3 +190,24 @@ def test_relax_resumes_after_interruption(tiny_dir, monkeypatch):
     got2 = ase.io.read(out, ":")
     for a, r in zip(got2, ref):
         assert abs(a.get_potential_energy() - r.energy) < 1e-7
+
+
+def test_dispersion_on_the_verbs(tiny_dir, tmp_path):
+    """--dispersion d3bj: the energies include D3, outputs name it, and it is part of the run key."""
+    pytest.importorskip("dftd3")
+    from hipot import HIPotCalculator
+
+    d, model, frames = tiny_dir
+    os.chdir(tmp_path)
+    common = ["--model", str(d / "tiny"), "--device", "cpu", "--dtype", "float64", "-q"]
+    assert main(["predict", str(d / "in.extxyz"), "-o", "p.extxyz", "--dispersion", "d3bj", *common]) == 0
+    calc = HIPotCalculator(model, device="cpu", dtype="float64", dispersion="d3bj")
+    for a, f in zip(ase.io.read("p.extxyz", ":"), frames):
+        assert a.info["model"].endswith("+D3(BJ)")
+        b = f.copy()
+        b.calc = calc
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-7
+    assert main(["relax", str(d / "in.extxyz"), "--index", "0", "-o", "r.extxyz", "--steps", "2", "--json", "r.json",
+                 "--dispersion", "d3bj", *common]) == 0
+    assert json.loads(Path("r.json").read_text())["model"].endswith("+D3(BJ)")
+    assert main(["eos", "example:Cu", "--model", "ase:emt", "--dispersion", "d3bj", "-q"]) == 2

@@ -92,6 +92,7 @@ OPTIONS = [ExecutionOptions(), ExecutionOptions(recompute=True, edge_chunk=7),
            ExecutionOptions.inference(), ExecutionOptions.inference(recompute=True, edge_chunk=7)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_edges", [25, 0])
 def test_kernels_agree_under_every_option(n_edges):
     """All kernels, under every execution option, give the edge kernel's outputs and gradients
@@ -139,6 +140,7 @@ def test_atom_runs_skip_atoms_without_edges():
         assert {l: t.shape for l, t in out.items()} == {l: (n_nodes, m, 2 * l + 1) for l, m in plan.irreps_mid.terms}
 
 
+@pytest.mark.slow
 def test_swapping_kernels_keeps_model_and_state_dict(nacl):
     """Swapped in one place, kernels are real submodules: the state dict does not change, deepcopy
     and .to() carry them, and energies, forces, stress and the training loss's parameter gradients

@@ -30,12 +30,15 @@ class CLIError(Exception):
         self.code = code
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --device, --dtype, --backend: how every verb picks and places its model."""
+def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
+    """--model, --device, --dtype, --backend (and --dispersion): how every verb picks and places its model."""
+    if dispersion:
+        p.add_argument("--dispersion", default="none", choices=["none", "d3bj"],
+                       help="add DFT-D3(BJ) dispersion, PBE parameters (needs pip install 'hipot[d3]'; default: none)")
     p.add_argument("--model", default="hienet-v3", help="model name, hipot model folder or official .pth (default: hienet-v3)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cueq"],
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "edges", "padded", "cueq"],
                    help="tensor-product kernels: cuEquivariance on a GPU when installed (auto), or force one")
 
 
@@ -199,8 +202,8 @@ def run_key(args: argparse.Namespace, files: Sequence[str], **settings) -> str:
                     h.update(chunk)
         else:
             h.update(str(f).encode())
-    h.update(json.dumps({"model": str(args.model), "dtype": args.dtype, **settings}, sort_keys=True,
-                        default=str).encode())
+    h.update(json.dumps({"model": str(args.model), "dtype": args.dtype, "dispersion": dispersion_of(args),
+                         **settings}, sort_keys=True, default=str).encode())
     return h.hexdigest()
 
 
@@ -254,7 +257,20 @@ def task_model(args: argparse.Namespace, device=None):
         raise CLIError(f"unknown ASE calculator {args.model!r} (only ase:emt)")
     from ..evaluator import Evaluator
 
-    return Evaluator(args.model, device if device is not None else args.device, args.dtype, backend=args.backend)
+    return Evaluator(args.model, device if device is not None else args.device, args.dtype, backend=args.backend,
+                     dispersion=dispersion_of(args))
+
+
+def dispersion_of(args: argparse.Namespace) -> str:
+    """--dispersion ('none' for verbs without it)."""
+    return getattr(args, "dispersion", "none")
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """How outputs name the model: 'hienet-v3', 'hienet-v3+D3(BJ)'."""
+    from ..dispersion import model_label
+
+    return model_label(str(args.model), dispersion_of(args))
 
 
 def rank_device(args: argparse.Namespace):
@@ -273,6 +289,10 @@ def prepare(args: argparse.Namespace, extras: tuple[str, ...] = (), files=(), fo
         require_extras(f"hipot {args.command}", extras)
     if args.model.lower().startswith("ase:") and args.model.lower() != "ase:emt":
         raise CLIError(f"unknown ASE calculator {args.model!r} (only ase:emt)")
+    if dispersion_of(args) != "none":
+        if args.model.lower().startswith("ase:"):
+            raise CLIError(f"--dispersion applies to hipot models, not {args.model!r}")
+        require_extras(f"--dispersion {dispersion_of(args)}", ("dftd3",), extra="d3")
     check_device(args.device)
     check_writable(list(files) + [getattr(args, "json", None)], folders)
 
@@ -324,5 +344,5 @@ def write_summary(args: argparse.Namespace, obj) -> None:
     if args.json:
         from ..tasks.common import write_json
 
-        write_json(args.json, obj)
+        write_json(args.json, {"model": model_name(args), **obj})
         say(args, f"wrote {args.json}")

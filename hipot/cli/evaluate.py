@@ -89,7 +89,7 @@ def register(sub) -> None:
                        description="Runs the model and, in the same run, the peer models over the shipped DFT data "
                                    "and writes a Markdown report with parity plots. Raw per-structure results are "
                                    "written as JSON as each benchmark finishes.")
-    add_model_args(p)
+    add_model_args(p, dispersion=False)  # the report compares models as published
     p.add_argument("--peers", default="sevennet-0,chgnet",
                    help="comma-separated peers run through their own packages: sevennet-0 (sevenn), chgnet (chgnet); "
                         "'none' for none (default: sevennet-0,chgnet)")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from .common import (CLIError, add_model_args, check_device, check_frames, check_writable, model_species,
+from .common import (CLIError, add_model_args, model_name, require_extras, check_device, check_frames, check_writable, model_species,
                      output_format, run_key, warn_if_large)
 
 ERROR_KEY = "hipot_error"  # info key of a frame written without results (--skip-bad)
@@ -70,6 +70,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     fmt = output_format(args.output, "predict", results_needed=True)
     check_writable([args.output])
     check_device(args.device)
+    if args.dispersion != "none":
+        require_extras(f"--dispersion {args.dispersion}", ("dftd3",), extra="d3")
     frames, labels = read_labelled(args.input, args.index)
     skipped = check_frames(frames, labels, model_species(args.model), args.skip_bad)
     live = warn_if_large("predict", [f for k, f in enumerate(frames) if k not in skipped] or frames, labels,
@@ -85,7 +87,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         parts.append((i, {"error": skipped[i]}) for i in bad_todo)
         args.tally.add(len(bad_todo))
     todo = [i for i in todo if i not in skipped]
-    evaluator = Evaluator(args.model, dev, args.dtype, backend=args.backend) if todo else None
+    evaluator = Evaluator(args.model, dev, args.dtype, backend=args.backend, dispersion=args.dispersion) if todo else None
     show = not args.quiet and w.is_main and (len(todo) > 1 or live)
     bar = progress_bar(len(todo), "predict" if w.size == 1 else f"predict (rank 0 of {w.size})", show)
     sub = [frames[i] for i in todo]
@@ -102,6 +104,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         out, failed = [], []
         for k, (atoms, rec) in enumerate(zip(frames, records)):
             atoms = atoms.copy()  # drops any calculator (and stale results) attached by the reader
+            atoms.info["model"] = model_name(args)
             if "error" in rec:
                 atoms.info[ERROR_KEY] = rec["error"]
                 failed.append(rec["error"])

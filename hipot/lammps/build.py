@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
 
-from ..pretrained import cache_dir
+from ..cache import cache_dir
 
 HERE = Path(__file__).resolve().parent
 SOURCES = ("pair_hipot.cpp", "python_bridge.cpp", "bridge.h")
