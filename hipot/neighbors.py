@@ -195,7 +195,8 @@ def _vesin_inputs(fr: Frame, members: list[int], cutoff: float):
     lat, dev = fr.lattice, fr.positions.device
     gap = cutoff + 1.0  # gaps are shortened to this: wider than the cutoff, so no edge across them
     m = np.asarray(members)
-    kept = lat.pbc[m] & ((1.0 - fr.spread[m]) * lat.heights[m] <= cutoff)
+    room = (1.0 - fr.spread[m]) * np.where(lat.pbc[m], lat.heights[m], 0.0)  # empty length along each direction
+    kept = lat.pbc[m] & (room <= cutoff)
     boxes = lat.box[m].copy()
     for k in np.flatnonzero((kept != lat.pbc[m]).any(axis=1)):
         p = np.flatnonzero(kept[k])

@@ -148,8 +148,8 @@ def _unit(rng: np.random.Generator) -> np.ndarray:
 # ----------------------------------------------------------------------------- the child process
 
 def _child(path: str, mode: str) -> None:
-    """Build every structure's graph (or, for a negative control's structure, call vesin the way hipot once did) and write
-    one JSON line per structure as soon as it is done."""
+    """Build every structure's graph (or, for a negative control, give its structure to vesin the
+    way hipot once did) and write one JSON line per structure as soon as it is done."""
     if mode == "graph":
         import torch
 
