@@ -46,37 +46,53 @@ def lattices(cell: np.ndarray, pbc: np.ndarray) -> Lattices:
     cell = np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3)
     pbc = np.asarray(pbc, dtype=bool).reshape(-1, 3)
     B = len(cell)
-    box = np.tile(np.eye(3), (B, 1, 1))
+    finite = np.isfinite(cell).all(axis=(1, 2))
+    cell = np.where(finite[:, None, None], cell, 0.0)
+    k = pbc.sum(axis=1)
+    order = np.argsort(~pbc, axis=1, kind="stable")  # periodic directions first
+    rows = np.take_along_axis(cell, order[:, :, None], axis=1)
+    lengths = np.linalg.norm(rows, axis=2)  # in that order
+    first_k = np.arange(3)[None, :] < k[:, None]
+    ab = _cross(rows[:, 0], rows[:, 1])
+    area, det = np.linalg.norm(ab, axis=1), np.abs(np.linalg.det(rows))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(k == 3, det, area) / np.prod(np.where(first_k, lengths, 1.0), axis=1)
+        # heights of the given basis, only to tell a skewed one
+        faces = np.linalg.norm(np.stack([_cross(rows[:, 1], rows[:, 2]), _cross(rows[:, 2], rows[:, 0]), ab], 1),
+                               axis=2)
+        given = np.where(k[:, None] == 3, det[:, None] / faces, area[:, None] / lengths[:, [1, 0, 2]])
+        skew = np.min(np.where(first_k, given / lengths, np.inf), axis=1) < SKEWED
+    zero = (first_k & (lengths < ZERO_LENGTH)).any(axis=1)
+    huge = (first_k & (lengths > MAX_LENGTH)).any(axis=1)
+    bad = ~finite | zero | huge | ((k >= 2) & ~(rel >= DEGENERATE))
+    problems: list[str | None] = [None] * B
+    for b in np.flatnonzero(bad):
+        problems[b] = _cell_problem(np.where(finite[b], cell[b], np.nan), np.flatnonzero(pbc[b]))
+    ok_pbc = pbc & ~bad[:, None]
+    box = _complete(cell, ok_pbc)
     to_cell = np.tile(np.eye(3, dtype=np.int64), (B, 1, 1))
     from_cell = to_cell.copy()
-    problems: list[str | None] = [None] * B
-    reduced = np.zeros(B, dtype=bool)
-    for b in range(B):
+    reduced = skew & ~bad & (k >= 2)
+    for b in np.flatnonzero(reduced):
         p = np.flatnonzero(pbc[b])
-        problems[b] = _cell_problem(cell[b], p)
-        if problems[b] is not None or len(p) == 0:
-            continue
-        rows = cell[b, p]
-        reduced[b] = _skewed(rows)
-        t = reduce_basis(rows) if reduced[b] else np.eye(len(p), dtype=np.int64)
+        t = reduce_basis(cell[b, p])
         to_cell[b][np.ix_(p, p)] = t
         from_cell[b][np.ix_(p, p)] = np.rint(np.linalg.inv(t)).astype(np.int64)
-        box[b] = complete(t @ rows, p)
-    heights, volume = _heights(box, pbc)
-    shortest, vector = _shortest(box, pbc)
-    vector = np.einsum("bi,bij->bj", vector, to_cell)  # in the input cell's vectors
-    for b in range(B):
-        if problems[b] is not None:  # nothing measured on an unusable cell
-            heights[b], volume[b], shortest[b] = np.inf, 1.0, np.inf
+        box[b] = complete(t @ cell[b, p], p)
+    heights, volume = _heights(box, ok_pbc)
+    shortest, vector = _shortest(box, ok_pbc)
+    vector = np.matmul(vector[:, None, :], to_cell)[:, 0]  # in the input cell's vectors
     return Lattices(pbc, box, to_cell, from_cell, heights, volume, shortest, vector, problems, reduced)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a x b for 3-vectors (numpy's cross costs tens of microseconds per call)."""
-    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+    """a x b over the last axis (numpy's cross costs tens of microseconds per call)."""
+    return np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1], a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                     a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
 
 
-def _cell_problem(cell: np.ndarray, p: np.ndarray) -> str | None:
+def _cell_problem(cell: np.ndarray, p: np.ndarray) -> str:
+    """Why a cell flagged by `lattices` is unusable, in words."""
     if not np.all(np.isfinite(cell)):
         return f"non-finite cell {cell.tolist()}"
     lengths = np.linalg.norm(cell, axis=1)
@@ -86,25 +102,12 @@ def _cell_problem(cell: np.ndarray, p: np.ndarray) -> str | None:
         if lengths[d] > MAX_LENGTH:
             return f"cell vector {d} is {lengths[d]:.3g} A long (more than {MAX_LENGTH:.0e} A is no atomic lattice)"
     if len(p) == 2:
-        a, b = cell[p]
-        sine = np.linalg.norm(_cross(a, b)) / (lengths[p[0]] * lengths[p[1]])
-        if sine < DEGENERATE:
-            return (f"the periodic cell vectors {p[0]} and {p[1]} are parallel (sine of their angle {sine:.2g}): "
-                    "they span no 2D lattice; give two independent vectors")
-    if len(p) == 3:
-        rel = abs(np.linalg.det(cell)) / np.prod(lengths)
-        if rel < DEGENERATE:
-            return (f"the periodic cell has zero volume ({abs(np.linalg.det(cell)):.3g} A^3; its vectors are "
-                    f"linearly dependent, volume / product of lengths {rel:.2g}); give three independent vectors")
-    return None
-
-
-def _skewed(rows: np.ndarray) -> bool:
-    """Whether some height is much shorter than its vector: a reduced basis then needs far fewer images."""
-    if len(rows) < 2:
-        return False
-    h, _ = _heights_of(rows)
-    return bool(np.min(h / np.linalg.norm(rows, axis=1)) < SKEWED)
+        sine = np.linalg.norm(_cross(cell[p[0]], cell[p[1]])) / (lengths[p[0]] * lengths[p[1]])
+        return (f"the periodic cell vectors {p[0]} and {p[1]} are parallel (sine of their angle {sine:.2g}): "
+                "they span no 2D lattice; give two independent vectors")
+    volume = abs(np.linalg.det(cell))
+    return (f"the periodic cell has zero volume ({volume:.3g} A^3; its vectors are linearly dependent, "
+            f"volume / product of lengths {volume / np.prod(lengths):.2g}); give three independent vectors")
 
 
 def reduce_basis(rows: np.ndarray, max_steps: int = 200) -> np.ndarray:
@@ -144,42 +147,48 @@ def _closest(basis: np.ndarray, v: np.ndarray) -> np.ndarray | None:
 def complete(rows: np.ndarray, p: np.ndarray) -> np.ndarray:
     """A full-rank 3x3 box: `rows` (the periodic vectors) at indices p, an orthonormal basis of their
     orthogonal complement at the other indices."""
-    box = np.eye(3)
-    box[p] = rows
-    q = [d for d in range(3) if d not in set(p.tolist())]
-    if len(p) == 2:
-        n = _cross(rows[0], rows[1])
-        box[q[0]] = n / np.linalg.norm(n)
-    elif len(p) == 1:
-        a = rows[0] / np.linalg.norm(rows[0])
-        e = np.eye(3)[int(np.argmin(np.abs(a)))]
-        u = e - (e @ a) * a
-        u /= np.linalg.norm(u)
-        box[q[0]], box[q[1]] = u, _cross(a, u)
+    cell = np.zeros((1, 3, 3))
+    cell[0, p] = rows
+    mask = np.zeros((1, 3), dtype=bool)
+    mask[0, p] = True
+    return _complete(cell, mask)[0]
+
+
+def _complete(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """`complete` for a batch: periodic rows kept, the others an orthonormal complement of them."""
+    k = pbc.sum(axis=1)
+    order = np.argsort(~pbc, axis=1, kind="stable")
+    rows = np.take_along_axis(cell, order[:, :, None], axis=1)
+    box = np.where(pbc[:, :, None], cell, np.eye(3)[None])
+    two = np.flatnonzero(k == 2)
+    if len(two):
+        n = _cross(rows[two, 0], rows[two, 1])
+        box[two, order[two, 2]] = n / np.linalg.norm(n, axis=1, keepdims=True)
+    one = np.flatnonzero(k == 1)
+    if len(one):
+        a = rows[one, 0] / np.linalg.norm(rows[one, 0], axis=1, keepdims=True)
+        e = np.eye(3)[np.argmin(np.abs(a), axis=1)]
+        u = e - (e * a).sum(axis=1, keepdims=True) * a
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        box[one, order[one, 1]] = u
+        box[one, order[one, 2]] = _cross(a, u)
     return box
-
-
-def _heights_of(rows: np.ndarray) -> tuple[np.ndarray, float]:
-    """Distances between lattice planes (lines) of each vector of a k-dim lattice, and its k-volume,
-    from cross products (a Gram matrix would square the condition number)."""
-    if len(rows) == 1:
-        length = float(np.linalg.norm(rows[0]))
-        return np.array([length]), length
-    if len(rows) == 2:
-        area = float(np.linalg.norm(_cross(rows[0], rows[1])))
-        return area / np.linalg.norm(rows[::-1], axis=1), area
-    volume = abs(float(np.linalg.det(rows)))
-    faces = np.array([np.linalg.norm(_cross(rows[(d + 1) % 3], rows[(d + 2) % 3])) for d in range(3)])
-    return volume / faces, volume
 
 
 def _heights(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heights of the periodic directions of full-rank boxes: the complement rows are orthonormal and
     orthogonal to the periodic ones, so the box's own plane distances are the periodic lattice's."""
-    inv = np.linalg.inv(box)
-    heights = np.where(pbc, 1.0 / np.linalg.norm(inv, axis=1), np.inf)  # 1 / |column d of inv(box)|
-    volume = np.where(pbc.any(axis=1), np.abs(np.linalg.det(box)), 1.0)
-    return heights, volume
+    faces = np.stack([_cross(box[:, 1], box[:, 2]), _cross(box[:, 2], box[:, 0]), _cross(box[:, 0], box[:, 1])], 1)
+    det = np.abs((box[:, 0] * faces[:, 0]).sum(axis=1))
+    heights = np.where(pbc, det[:, None] / np.linalg.norm(faces, axis=2), np.inf)
+    return heights, np.where(pbc.any(axis=1), det, 1.0)
+
+
+def inverse(box: np.ndarray) -> np.ndarray:
+    """Inverses of full-rank 3x3 boxes (B, 3, 3) from cross products (LAPACK's batched inverse costs
+    more than the whole rest of a batch's lattice work)."""
+    faces = np.stack([_cross(box[:, 1], box[:, 2]), _cross(box[:, 2], box[:, 0]), _cross(box[:, 0], box[:, 1])], -1)
+    return faces / (box[:, 0] * faces[:, :, 0]).sum(axis=1)[:, None, None]
 
 
 def _shortest(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,7 +196,7 @@ def _shortest(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     vectors (for a reduced basis in 3D or less, the shortest lattice vector)."""
     combos = np.array([c for c in itertools.product((-1, 0, 1), repeat=3) if any(c)], dtype=np.int64)  # (26, 3)
     ok = ~((combos[None, :, :] != 0) & ~pbc[:, None, :]).any(axis=2)  # (B, 26): only periodic directions
-    lengths = np.linalg.norm(np.einsum("mi,bij->bmj", combos.astype(np.float64), box), axis=2)
+    lengths = np.linalg.norm(np.matmul(combos.astype(np.float64)[None], box), axis=2)
     lengths = np.where(ok, lengths, np.inf)
     k = np.argmin(lengths, axis=1)
     return lengths[np.arange(len(box)), k], combos[k] * pbc.any(axis=1, keepdims=True)

@@ -82,7 +82,8 @@ def _plan(fr: Frame, n_img: np.ndarray, method: str, gpu_min_atoms: int) -> list
     on_gpu = fr.positions.device.type == "cuda"
     budget = PAIR_BUDGET["cuda" if on_gpu else "cpu"]
     fits = sizes.astype(np.float64) ** 2 * np.prod(2 * n_img + 1, axis=1) <= budget
-    large = "vesin-torch" if on_gpu and _gpu_list_or_warn() else "vesin"
+    big = (sizes >= gpu_min_atoms) | ~fits
+    large = "vesin-torch" if on_gpu and big.any() and _gpu_list_or_warn() else "vesin"
     if method == "pairs":
         return ["pairs" if f else large for f in fits]
     if method == "vesin-torch":

@@ -25,7 +25,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from torch import Tensor
 
-from .lattice import Lattices, lattices
+from .lattice import Lattices, inverse, lattices
 from .types import StructureError
 
 MAX_COORDINATE = 1e9  # A: float64 resolves 1e-7 A there; farther is no atomic structure
@@ -218,7 +218,7 @@ def frame(batch: StructureBatch, lat: Lattices) -> Frame:
     pbc = torch.from_numpy(lat.pbc).to(dev)
     first = torch.from_numpy(batch.ptr[:-1]).to(dev)
     rel = batch.positions - batch.positions[first][idx]
-    frac = rows_times(rel, torch.from_numpy(np.linalg.inv(lat.box)).to(dev)[idx])
+    frac = rows_times(rel, torch.from_numpy(inverse(lat.box)).to(dev)[idx])
     wrap = torch.where(pbc[idx], torch.round(frac), torch.zeros_like(frac))
     pos = batch.positions - rows_times(wrap, box[idx])
     B = batch.num_structures
