@@ -32,8 +32,8 @@ import vesin
 from ase import Atoms
 from torch import Tensor
 
-from .lattice import complete
-from .structures import MAX_NEIGHBORS, Frame, StructureBatch, checked_frame, rows_times
+from .lattice import complete, inverse
+from .structures import MAX_NEIGHBORS, Frame, StructureBatch, checked_frame, rows_times, segment_range
 from .types import StructureError
 
 METHODS = ("auto", "pairs", "vesin", "vesin-torch")
@@ -216,15 +216,12 @@ def _vesin_inputs(fr: Frame, members: list[int], cutoff: float):
         coords = (pos[:, None, :] * axes).sum(-1)  # (n, 3) along each open direction
         squeezed = _shorten_gaps(coords, owner, len(m), gap)
         pos = pos + rows_times(squeezed - coords, axes)
-        lo = torch.full((len(m), 3), math.inf, dtype=pos.dtype, device=dev).scatter_reduce(
-            0, owner[:, None].expand(-1, 3), squeezed, "amin")
-        hi = torch.full((len(m), 3), -math.inf, dtype=pos.dtype, device=dev).scatter_reduce(
-            0, owner[:, None].expand(-1, 3), squeezed, "amax")
+        lo, hi = segment_range(squeezed, owner, len(m))
         extent = np.where(open_, (hi - lo).cpu().numpy(), 0.0)  # the one host sync of this step
     # open directions of a periodic box: a periodic length with a gap wider than the cutoff
     boxes = np.where((open_ & periodic[:, None])[:, :, None], boxes * (extent + gap)[:, :, None], boxes)
     boxes[~periodic] = np.eye(3)
-    faces = np.where(periodic[:, None], 1.0 / np.linalg.norm(np.linalg.inv(boxes), axis=1),
+    faces = np.where(periodic[:, None], 1.0 / np.linalg.norm(inverse(boxes), axis=1),
                      np.maximum(np.where(extent < 1e-6, 1.0, extent) * 1.01, 1.0))
     cells = np.prod(np.maximum(1.0, np.trunc(faces / cutoff)), axis=1)
     rcs = [cutoff if c < 0.9 * VESIN_MAX_CELLS else _vesin_cutoff(f, cutoff) for c, f in zip(cells, faces)]
@@ -251,8 +248,9 @@ def _shorten_gaps(coords: Tensor, owner: Tensor, n_groups: int, gap: float) -> T
 
 
 def _vesin_cutoff(faces: np.ndarray, cutoff: float) -> float | None:
-    """A cutoff for which vesin's cell list is well-formed: its own if vesin keeps every dimension at
-    one cell or more, else the smallest larger one that needs no capping; None beyond twice the cutoff."""
+    """A cutoff for which vesin's cell list is well-formed: its own if vesin keeps at least one cell
+    along every dimension, else the smallest larger one (in 10 % steps) that does, with a margin for
+    rounding; None beyond twice the cutoff (the pairs method then takes the structure)."""
     rc = cutoff
     while rc <= 2 * cutoff:
         if all(_vesin_cells_ok(faces * f, rc) for f in (0.98, 1.0, 1.02)):

@@ -209,6 +209,14 @@ def rows_times(x: Tensor, m: Tensor) -> Tensor:
     return x[:, 0, None] * m[:, 0] + x[:, 1, None] * m[:, 1] + x[:, 2, None] * m[:, 2]
 
 
+def segment_range(x: Tensor, index: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Per-segment minimum and maximum of the rows of x (n segments; empty ones give inf, -inf)."""
+    at = index[:, None].expand(-1, x.shape[1])
+    lo = torch.full((n, x.shape[1]), math.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, at, x, "amin")
+    hi = torch.full((n, x.shape[1]), -math.inf, dtype=x.dtype, device=x.device).scatter_reduce(0, at, x, "amax")
+    return lo, hi
+
+
 def frame(batch: StructureBatch, lat: Lattices) -> Frame:
     """Wrap each structure's periodic coordinates next to its first atom (nearest image in the
     reduced lattice) and subtract the centre of its bounding box."""
@@ -221,17 +229,9 @@ def frame(batch: StructureBatch, lat: Lattices) -> Frame:
     frac = rows_times(rel, torch.from_numpy(inverse(lat.box)).to(dev)[idx])
     wrap = torch.where(pbc[idx], torch.round(frac), torch.zeros_like(frac))
     pos = batch.positions - rows_times(wrap, box[idx])
-    B = batch.num_structures
-    lo = torch.full((B, 3), math.inf, dtype=pos.dtype, device=dev).scatter_reduce(
-        0, idx[:, None].expand(-1, 3), pos, "amin")
-    hi = torch.full((B, 3), -math.inf, dtype=pos.dtype, device=dev).scatter_reduce(
-        0, idx[:, None].expand(-1, 3), pos, "amax")
+    lo, hi = segment_range(pos, idx, batch.num_structures)
     pos = pos - (0.5 * (lo + hi))[idx]
-    frac = frac - wrap
-    flo = torch.full((B, 3), math.inf, dtype=pos.dtype, device=dev).scatter_reduce(
-        0, idx[:, None].expand(-1, 3), frac, "amin")
-    fhi = torch.full((B, 3), -math.inf, dtype=pos.dtype, device=dev).scatter_reduce(
-        0, idx[:, None].expand(-1, 3), frac, "amax")
+    flo, fhi = segment_range(frac - wrap, idx, batch.num_structures)
     spread = (fhi - flo).cpu().numpy()
     return Frame(batch, lat, box, pos, wrap, idx, spread)
 
