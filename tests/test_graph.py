@@ -405,3 +405,48 @@ def test_missing_torch_backend_warns_once(monkeypatch):
         assert nb._gpu_list_or_warn() is False
     with pytest.raises(RuntimeError, match="hipot\\[gpu\\]"):
         build_graph([molecule("H2O")], 5.0, method="vesin-torch")
+
+
+class _SyncCounter:
+    """Counts what makes a GPU wait for the host's question: reading a value (`item`, `bool`, `int`),
+    data-dependent shapes (`nonzero`, `unique`) and copies to the host (`.cpu()`)."""
+
+    OPS = ("nonzero", "_unique2", "unique_dim", "unique_consecutive", "_local_scalar_dense")
+
+    def __init__(self, monkeypatch):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        self.count = 0
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                if func.__name__.split(".")[0] in counter.OPS:
+                    counter.count += 1
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        cpu = torch.Tensor.cpu
+
+        def counted_cpu(t, *a, **k):
+            counter.count += 1
+            return cpu(t, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, "cpu", counted_cpu)
+
+
+@pytest.mark.parametrize("method", ["pairs", "vesin"])
+def test_tensor_builder_syncs_per_batch_not_per_structure(method, monkeypatch):
+    """The host waits on the device a fixed number of times per batch, not once per structure."""
+    s = structures()
+    kinds = [s["molecule"], s["triclinic_small"], s["slab"], s["wire"]]
+    counts = []
+    for n in (8, 40):
+        batch = [kinds[k % 4] for k in range(n)]
+        tensors = _as_tensors(batch)
+        counter = _SyncCounter(monkeypatch)
+        with counter.mode:
+            g = build_graph_from_tensors(*tensors, 5.0, method=method)
+        counts.append(counter.count)
+        assert g.num_graphs == n
+    assert 0 < counts[0] == counts[1] < 20, counts  # (0 would mean the counter sees nothing)
