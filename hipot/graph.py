@@ -66,9 +66,10 @@ def build_graph_from_tensors(positions: Tensor, numbers: Tensor, cell: Tensor, p
     """The same graph as `build_graph`, from a batch given as tensors on any device: positions
     (N, 3), numbers (N,), cell (B, 3, 3) with rows as lattice vectors, pbc (B, 3) or (3,), and
     system_idx (N,) the structure of each atom (non-decreasing, every structure non-empty).
-    Computed on the tensors' device with a fixed number of host syncs per batch (plus one per
-    structure listed by vesin); returned there in `dtype` (default: the positions' dtype), with
-    the same checks and errors as `build_graph`."""
+    Computed on the tensors' device with a fixed number of host syncs per batch (about ten; plus
+    one per structure that vesin's torch backend lists, those of `gpu_min_atoms` atoms or more on
+    a GPU); returned there in `dtype` (default: the positions' dtype), with the same checks and
+    errors as `build_graph`."""
     batch = StructureBatch.from_tensors(positions, numbers, cell, pbc, system_idx, labels)
     return _build(batch, cutoff, supported, min_distance, max_neighbors, method, 256, dtype or positions.dtype)
 

@@ -208,8 +208,11 @@ def run_child(tmp_path: Path, mode: str = "graph", timeout: float = 600) -> tupl
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"),
                                                        os.environ.get("PYTHONPATH", "")]))
     try:
-        rc: int | None = subprocess.run([sys.executable, __file__, "--child", str(out), mode], env=env,
-                                        timeout=timeout, capture_output=True).returncode
+        r = subprocess.run([sys.executable, __file__, "--child", str(out), mode], env=env, timeout=timeout,
+                           capture_output=True, text=True)
+        rc: int | None = r.returncode
+        if rc:
+            print(r.stderr[-2000:])  # shown by pytest when the test fails
     except subprocess.TimeoutExpired:
         rc = None
     records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
