@@ -18,16 +18,17 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
 import torch
 from ase import Atoms
 from torch import Tensor
 
 from .lattice import lattices
-from .neighbors import (Edges, find_edges, gpu_neighbor_list_available, neighbor_list,  # noqa: F401 (re-exported)
-                        neighbor_lists)
-from .structures import MAX_NEIGHBORS, Frame, StructureBatch, check_structure, checked_frame, frame  # noqa: F401
-from .types import AtomGraph, StructureError  # noqa: F401 (re-exported)
+from .neighbors import Edges, find_edges, gpu_neighbor_list_available, neighbor_list, neighbor_lists
+from .structures import MAX_NEIGHBORS, Frame, StructureBatch, check_structure, checked_frame, frame
+from .types import AtomGraph, StructureError
+
+__all__ = ["AtomGraph", "StructureBatch", "StructureError", "assemble", "build_graph", "build_graph_from_tensors",
+           "check_structure", "gpu_neighbor_list_available", "graph_from_lists", "neighbor_list", "neighbor_lists"]
 
 
 def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[int] | None = None,

@@ -66,13 +66,15 @@ def find_edges(fr: Frame, n_img: np.ndarray, cutoff: float, min_distance: float,
     if listed:
         parts += _vesin_edges(fr, listed, [plan[b] == "vesin-torch" for b in listed], n_img, cutoff)
     if parts:
-        center, neighbor, shift, d = (torch.cat([p[k] for p in parts]) for k in range(4))
+        center, neighbor, shift, d = (torch.cat([p[k] for p in parts]) if len(parts) > 1 else parts[0][k]
+                                      for k in range(4))
     else:
         center = neighbor = torch.zeros(0, dtype=torch.long, device=dev)
         shift = torch.zeros((0, 3), dtype=torch.float64, device=dev)
         d = torch.zeros(0, dtype=torch.float64, device=dev)
     keep = d < cutoff  # the one definition of an edge, whatever found it (vesin may have used a longer cutoff)
-    center, neighbor, shift, d = center[keep], neighbor[keep], shift[keep], d[keep]
+    if not bool(keep.all()):
+        center, neighbor, shift, d = center[keep], neighbor[keep], shift[keep], d[keep]
     _check_overlaps(fr, center, neighbor, shift, d, min_distance)
     return Edges(center, neighbor, shift, d)
 
@@ -180,8 +182,9 @@ def _vesin_edges(fr: Frame, members: list[int], on_device: list[bool], n_img: np
             cpu_parts.append((i.astype(np.int64) + ptr[b], j.astype(np.int64) + ptr[b], sh, d))
     out = dev_parts
     if cpu_parts:
-        i, j, sh, d = (np.concatenate([p[c] for p in cpu_parts]) for c in range(4))
-        t = lambda x, dt: torch.from_numpy(x.astype(dt)).to(dev)  # noqa: E731
+        i, j, sh, d = (np.concatenate([p[c] for p in cpu_parts]) if len(cpu_parts) > 1 else cpu_parts[0][c]
+                       for c in range(4))
+        t = lambda x, dt: torch.from_numpy(x.astype(dt, copy=False)).to(dev)  # noqa: E731
         out.append((t(i, np.int64), t(j, np.int64), t(sh, np.float64), t(d, np.float64)))
     if fallback:
         out += _pair_edges(fr, fallback, n_img, cutoff)
