@@ -5,6 +5,7 @@ import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .evaluator import Evaluator
+from .structures import MAX_NEIGHBORS
 from .model import HIENet
 
 
@@ -26,7 +27,8 @@ class HIPotCalculator(Calculator):
 
     def __init__(self, model: str | HIENet | Evaluator = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, dispersion: str | None = None, **kwargs):
+                 cuda_graphs: bool | None = None, dispersion: str | None = None,
+                 max_neighbors: float = MAX_NEIGHBORS, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, Evaluator):
             if dispersion is not None:
@@ -34,7 +36,7 @@ class HIPotCalculator(Calculator):
             self.evaluator = model
         else:
             self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs,
-                                       dispersion=dispersion)
+                                       dispersion=dispersion, max_neighbors=max_neighbors)
 
     def _get_name(self) -> str:
         """What `calc.name` says: the model, and '+D3(BJ)' when dispersion is added."""

@@ -14,6 +14,7 @@ from .derivatives import ForceStressModel
 from .dispersion import add as add_prediction, make_dispersion, model_label
 from .execution import ExecutionOptions
 from .graph import build_graph, build_graph_from_tensors
+from .structures import MAX_NEIGHBORS
 from .model import HIENet
 from .pretrained import load_model
 from .types import AtomGraph, Prediction
@@ -40,7 +41,7 @@ class Evaluator:
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
                  cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int | None = None,
-                 dispersion: str | None = None):
+                 dispersion: str | None = None, max_neighbors: float = MAX_NEIGHBORS):
         # An additive term evaluated on the same graph (dispersion.py): every path through step() has it.
         self.dispersion = make_dispersion(dispersion)
         self.model = load_model(model, device=device, dtype=dtype, backend=backend)
@@ -50,6 +51,7 @@ class Evaluator:
         self.device = next(self.model.parameters()).device
         self.dtype = next(self.model.parameters()).dtype
         self.min_distance = min_distance
+        self.max_neighbors = max_neighbors  # the graph builder's bound on neighbours per atom (StructureError above)
         # Small structures are launch-bound on a GPU: replay captured CUDA graphs for them.
         if cuda_graphs is None:
             cuda_graphs = self.device.type == "cuda"
@@ -101,17 +103,20 @@ class Evaluator:
         `cell` passed in (which the graph then holds as given, converted to the model's dtype)."""
         graph = build_graph_from_tensors(positions.to(self.device), numbers.to(self.device), cell.to(self.device),
                                          pbc.to(self.device), system_idx.to(self.device), self.model.cutoff,
-                                         self.model.species, self.min_distance, labels=labels, dtype=self.dtype)
+                                         self.model.species, self.min_distance, labels=labels, dtype=self.dtype,
+                                         max_neighbors=self.max_neighbors)
         if create_graph:
-            graph = dataclasses.replace(graph, positions=positions.to(self.device, self.dtype),
-                                        cell=cell.to(self.device, self.dtype))
+            graph = _on_given_geometry(graph, positions.to(self.device, self.dtype), cell.to(self.device, self.dtype))
         return self.step(graph, stress, create_graph, labels)
 
     def evaluate(self, structures: Sequence[Atoms], batch_size: int = 64, max_atoms: int | None = 4096,
-                 stress: bool = True, progress: bool = False) -> list[dict[str, object]]:
+                 stress: bool = True, progress: bool = False, labels: Sequence[str] | None = None
+                 ) -> list[dict[str, object]]:
         """One result dict per structure: energy, free_energy, energies, forces and, for structures
-        periodic in all three directions, stress (ASE Voigt order, eV/A^3)."""
+        periodic in all three directions, stress (ASE Voigt order, eV/A^3). Errors name a structure
+        by its label (default: 'structure K', K its index in `structures`)."""
         structures = list(structures)
+        names = list(labels) if labels is not None else [f"structure {k}" for k in range(len(structures))]
         results: list[dict[str, object]] = [{} for _ in structures]
         groups = list(_batches(structures, batch_size, max_atoms))
         bar = None
@@ -120,12 +125,12 @@ class Evaluator:
             bar = tqdm(total=len(structures), unit="structure", desc="predict")
         for group in groups:
             batch = [structures[k] for k in group]
-            labels = [f"structure {k}" for k in group]
+            group_labels = [names[k] for k in group]
             graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
-                                labels=labels, device=self.device)
-            graph = graph.to(self.device, self.dtype)
+                                labels=group_labels, device=self.device, dtype=self.dtype,
+                                max_neighbors=self.max_neighbors)
             periodic = graph.periodic.cpu().numpy()  # the one place that decides which results have a stress
-            pred = self.step(graph, stress and bool(periodic.any()), labels=labels)
+            pred = self.step(graph, stress and bool(periodic.any()), labels=group_labels)
             energy = pred.energy.detach().double().cpu().numpy()
             energies = pred.energies.detach().double().cpu().numpy()
             forces = pred.forces.detach().double().cpu().numpy()
@@ -151,3 +156,23 @@ def predict(structures: Iterable[Atoms], model: str | HIENet = "hienet-v3", devi
     """Evaluate many structures in batches; returns the calculator's results, one dict per structure."""
     evaluator = Evaluator(model, device, dtype, backend=backend, cuda_graphs=cuda_graphs)
     return evaluator.evaluate(list(structures), batch_size, max_atoms, progress=progress)
+
+
+def _on_given_geometry(graph: AtomGraph, positions: torch.Tensor, cell: torch.Tensor) -> AtomGraph:
+    """The same edges expressed on the caller's positions and cell (B, 3, 3), so that autograd
+    reaches them: the builder works on coordinates relative to each structure and on a reduced
+    cell, and an edge's vector there equals r_j - r_i + S @ cell here for an integer shift S,
+    recovered in float64 on the periodic directions."""
+    if cell.dim() == 2:
+        cell = cell.unsqueeze(0)
+    with torch.no_grad():
+        c64 = cell.detach().double() * graph.pbc.unsqueeze(-1)  # non-periodic rows take no shift
+        p64 = positions.detach().double()
+        rest = graph.edge_vectors().double() - (p64[graph.neighbor] - p64[graph.center])
+        inv = torch.linalg.pinv(c64)[graph.batch[graph.center]]  # (E, 3, 3)
+        shift = torch.einsum("ei,eij->ej", rest, inv).round()
+        back = torch.einsum("ei,eij->ej", shift, c64[graph.batch[graph.center]])
+        if rest.numel() and float((back - rest).abs().max()) > 1e-6 * (1.0 + float(rest.abs().max())):
+            raise RuntimeError("edges could not be expressed on the given cell (internal error)")
+    return dataclasses.replace(graph, positions=positions, cell=cell, cell_shift=shift.to(positions.dtype))
+

@@ -67,7 +67,7 @@ def test_predict_names_every_bad_frame_by_its_index_before_loading(files, tmp_pa
     err = _err(capsys)
     assert "2 of 8 structure(s)" in err and "--skip-bad" in err
     assert f"{d / 'in.extxyz'} frame 3: element(s) Au not supported" in err
-    assert f"{d / 'in.extxyz'} frame 6: atoms 0 and 1 are 0.0500 A apart" in err
+    assert f"{d / 'in.extxyz'} frame 6: atoms 0 and 1 overlap (0.0500 A apart" in err
     # the index is the frame's place in the file, whatever --index selects
     assert main(base + ["--index", "5:"]) == 2
     err = _err(capsys)

@@ -73,8 +73,7 @@ class HipotRunner:
     def graph(self, atoms):
         from hipot.graph import build_graph
 
-        return build_graph([atoms], self.model.cutoff, self.model.species, device=self.device).to(
-            self.device, torch.float32)
+        return build_graph([atoms], self.model.cutoff, self.model.species, device=self.device, dtype=torch.float32)
 
     def step(self, graph):
         return self.evaluator.step(graph)

@@ -36,20 +36,19 @@ def _evaluate(evaluator, frames: list, labels: list[str], skip_bad: bool) -> lis
     """Results of one batch; a structure the batched call refuses (a check only the graph builder
     makes) is found by evaluating one by one and named by its label: an error, or with skip_bad a
     record {'error': reason}."""
-    from ..tasks.relax import relabel
     from ..types import StructureError
 
     try:
-        return [_encode(r) for r in evaluator.evaluate(frames, batch_size=len(frames), max_atoms=None)]
+        return [_encode(r) for r in evaluator.evaluate(frames, batch_size=len(frames), max_atoms=None, labels=labels)]
     except StructureError:
         out = []
         for atoms, label in zip(frames, labels):
             try:
-                out.append(_encode(evaluator.evaluate([atoms], batch_size=1, max_atoms=None)[0]))
+                out.append(_encode(evaluator.evaluate([atoms], batch_size=1, max_atoms=None, labels=[label])[0]))
             except StructureError as e:
                 if not skip_bad:
-                    raise StructureError(relabel(e, "structure 0", label)) from None
-                out.append({"error": relabel(e, "structure 0", label)})
+                    raise
+                out.append({"error": str(e)})
         return out
 
 

@@ -177,27 +177,20 @@ class _Job:
                            out.get_chemical_formula())
 
 
-def relabel(error: StructureError, local: str, label: str) -> str:
-    """The message of an error raised about `local` (the name a batched call gave the structure,
-    e.g. 'structure 0'), naming the structure `label` instead."""
-    msg = str(error)
-    return f"{label}: {msg[len(local) + 2:]}" if msg.startswith(f"{local}: ") else f"{label}: {msg}"
-
-
 def _evaluate_safely(evaluator: Evaluator, atoms_list: list[Atoms], max_atoms: int | None,
                      labels: Sequence[str]) -> list[Any]:
     """Batched results; if the batch fails on a bad structure (atoms collapsed onto each other),
     evaluate one by one so only that structure fails (its entry is the error message, naming the
     structure by its label)."""
     try:
-        return evaluator.evaluate(atoms_list, batch_size=len(atoms_list), max_atoms=max_atoms)
+        return evaluator.evaluate(atoms_list, batch_size=len(atoms_list), max_atoms=max_atoms, labels=labels)
     except StructureError:
         out: list[Any] = []
         for a, label in zip(atoms_list, labels):
             try:
-                out.extend(evaluator.evaluate([a], batch_size=1, max_atoms=None))
+                out.extend(evaluator.evaluate([a], batch_size=1, max_atoms=None, labels=[label]))
             except StructureError as e:
-                out.append(relabel(e, "structure 0", label))
+                out.append(str(e))
         return out
 
 
