@@ -265,7 +265,7 @@ def test_bad_input(lmp, tiny_dir, case):
 
 @pytest.mark.parametrize("style, message", [
     ("/no/such/model", r"'/no/such/model' is neither a known model"),
-    ("{corrupt}", r"model\.safetensors: corrupt weights file"),
+    ("{corrupt}", r"model\.safetensors: corrupt (or changed )?weights file"),
     ("{tiny} device nowhere", r"unknown device 'nowhere'"),
     ("{tiny} dtype float16", r"dtype must be"),
     ("{tiny} flavour strong", r"unknown keyword 'flavour'"),
