@@ -1,11 +1,11 @@
 """ASE calculator."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .evaluator import Evaluator
+from .structures import MAX_NEIGHBORS
 from .model import HIENet
 
 
@@ -19,18 +19,28 @@ class HIPotCalculator(Calculator):
     dtype: 'float32' (default) or 'float64'.
     backend: tensor-product kernels, 'auto' (cuEquivariance on a GPU when installed), 'torch', 'cueq'.
     cuda_graphs: replay captured CUDA graphs for structures under 4,096 atoms (default: on a GPU).
+    dispersion: None, or 'd3bj' to add DFT-D3(BJ) with PBE parameters to energy, forces and stress
+        (hipot.dispersion; needs `pip install 'hipot[d3]'`). `calc.name` then ends in '+D3(BJ)'.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
 
     def __init__(self, model: str | HIENet | Evaluator = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, **kwargs):
+                 cuda_graphs: bool | None = None, dispersion: str | None = None,
+                 max_neighbors: float = MAX_NEIGHBORS, **kwargs):
         super().__init__(**kwargs)
         if isinstance(model, Evaluator):
+            if dispersion is not None:
+                raise ValueError("pass dispersion to the Evaluator itself (an Evaluator carries its own)")
             self.evaluator = model
         else:
-            self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs)
+            self.evaluator = Evaluator(model, device, dtype, min_distance, backend, cuda_graphs,
+                                       dispersion=dispersion, max_neighbors=max_neighbors)
+
+    def _get_name(self) -> str:
+        """What `calc.name` says: the model, and '+D3(BJ)' when dispersion is added."""
+        return self.evaluator.name
 
     @property
     def model(self) -> HIENet:
@@ -39,10 +49,8 @@ class HIPotCalculator(Calculator):
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
-        periodic = bool(np.all(self.atoms.pbc))
-        if "stress" in properties and not periodic:
+        (self.results,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None)
+        if "stress" in properties and "stress" not in self.results:
             raise PropertyNotImplementedError(
                 "stress is defined only for structures periodic in all three directions "
                 f"(pbc={self.atoms.pbc.tolist()})")
-        (res,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None, stress=periodic)
-        self.results = res

@@ -7,6 +7,7 @@ weights are mapped onto hipot's layout once (`convert_official`).
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import os
 import shutil
@@ -34,8 +35,25 @@ class ModelFileError(RuntimeError):
 
 # ----------------------------------------------------------------------------- hipot format
 
+def sha256_of(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256_section(doc: dict[str, Any]) -> str:
+    """Checksum of what defines the model in config.json (architecture and dtype; metadata is free text)."""
+    text = json.dumps({"model": doc.get("model"), "dtype": doc.get("dtype")}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def save_model(model: HIENet, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write `directory/config.json` and `directory/model.safetensors` atomically (all or nothing)."""
+    """Write `directory/config.json` and `directory/model.safetensors` atomically (all or nothing).
+    config.json records SHA-256 checksums of its model section and of the weights file, so that
+    an edited or damaged folder is refused on load instead of silently giving other numbers."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -47,6 +65,7 @@ def save_model(model: HIENet, directory: str | Path, metadata: dict[str, Any] | 
         doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                "metadata": metadata or {}}
+        doc["sha256"] = {"model": _sha256_section(doc), WEIGHTS_FILE: sha256_of(tmp / WEIGHTS_FILE)}
         (tmp / CONFIG_FILE).write_text(json.dumps(doc, indent=2))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is ordinary data
         for f in tmp.iterdir():
@@ -64,11 +83,9 @@ def save_model(model: HIENet, directory: str | Path, metadata: dict[str, Any] | 
     return directory
 
 
-def load_model_dir(directory: str | Path) -> tuple[HIENet, dict[str, Any]]:
-    """Load a model saved by `save_model`; returns the model (float32, CPU) and its metadata."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def read_model_doc(directory: str | Path, verify_weights: bool = True) -> dict[str, Any]:
+    """The checked contents of `directory/config.json`: format, version and, where recorded at
+    saving (`save_model`), the checksums of the model section and (verify_weights) of the weights."""
     directory = Path(directory)
     cfg_path, w_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not cfg_path.is_file() or not w_path.is_file():
@@ -77,11 +94,50 @@ def load_model_dir(directory: str | Path) -> tuple[HIENet, dict[str, Any]]:
         doc = json.loads(cfg_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelFileError(f"{cfg_path}: corrupt config ({e})") from None
-    if doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ModelFileError(f"{cfg_path}: not a hipot model config")
     if doc.get("format_version", 0) > FORMAT_VERSION:
         raise ModelFileError(f"{cfg_path}: written by a newer hipot (format {doc['format_version']})")
-    config = ModelConfig.from_dict(doc["model"])
+    sums = doc.get("sha256")
+    if isinstance(sums, dict):
+        if sums.get("model") != _sha256_section(doc):
+            raise ModelFileError(f"{cfg_path}: the model section was changed or is corrupt (its SHA-256 differs "
+                                 "from the one recorded when the model was written)")
+        if verify_weights and sums.get(WEIGHTS_FILE) != sha256_of(w_path):
+            raise ModelFileError(f"{w_path}: corrupt or changed weights file (its SHA-256 differs from the one "
+                                 "recorded when the model was written)")
+    return doc
+
+
+def has_checksums(directory: str | Path) -> bool:
+    """Whether the folder's config.json records checksums (folders written before hipot recorded them do not)."""
+    try:
+        return isinstance(json.loads((Path(directory) / CONFIG_FILE).read_text()).get("sha256"), dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _config_of(doc: dict[str, Any], directory: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_dict(doc["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelFileError(f"{directory / CONFIG_FILE}: invalid model section ({e})") from None
+
+
+def read_model_config(directory: str | Path) -> ModelConfig:
+    """The architecture of a saved model (species, cutoff, sizes) without reading its weights."""
+    return _config_of(read_model_doc(directory, verify_weights=False), Path(directory))
+
+
+def load_model_dir(directory: str | Path) -> tuple[HIENet, dict[str, Any]]:
+    """Load a model saved by `save_model`; returns the model (float32, CPU) and its metadata."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    doc = read_model_doc(directory)
+    w_path = directory / WEIGHTS_FILE
+    config = _config_of(doc, directory)
     try:
         state = load_file(str(w_path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -140,7 +196,8 @@ def read_official(path: str | Path) -> dict[str, Any]:
     return ck
 
 
-def _config_from_official(cfg: dict[str, Any]) -> ModelConfig:
+def config_from_official(cfg: dict[str, Any]) -> ModelConfig:
+    """hipot's ModelConfig of an official checkpoint's config dict (unsupported options refused)."""
     def need(key: str, value: Any) -> None:
         if cfg.get(key, value) != value:
             raise ModelFileError(f"official config {key}={cfg.get(key)!r} is not supported (expected {value!r})")
@@ -219,7 +276,7 @@ def _unflatten_linear(flat: torch.Tensor, segs_in: list[tuple[int, int]], segs_o
 
 def convert_official(ck: dict[str, Any]) -> HIENet:
     """Build a hipot HIENet holding the weights of an official checkpoint dict."""
-    config = _config_from_official(ck["config"])
+    config = config_from_official(ck["config"])
     sd = {k: v for k, v in ck["model_state_dict"].items()}
     model = HIENet(config)
     new: dict[str, torch.Tensor] = {}

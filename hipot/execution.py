@@ -19,8 +19,9 @@ class ExecutionOptions:
     recompute: per-edge activations are recomputed in the backward pass instead of stored, in
         chunks of `edge_chunk` edges (large cells; about a fifth more time, several times less memory).
     edge_chunk: edges per chunk wherever edges are processed in chunks.
-    create_graph: keep the autograd graph of forces and stress so that a loss on them can be
-        differentiated with respect to the weights (training)."""
+    create_graph: outputs differentiable with respect to the weights, forces and stress keeping
+        their autograd graph so that a loss on them can be differentiated again (training).
+        Without it the weights are frozen for the call (`ForceStressModel`)."""
 
     keep_radial_hidden: bool = False
     recompute: bool = False

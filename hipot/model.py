@@ -58,31 +58,24 @@ class HIENet(nn.Module):
         # Per-element affine map of the atomic energies: fitted to data, not trained.
         self.register_buffer("scale", torch.ones(n_species))
         self.register_buffer("shift", torch.zeros(n_species))
-        self.backend = "torch"
 
     def set_backend(self, backend: str = "auto") -> str:
-        """Choose how the tensor products run: 'torch' (plain PyTorch, any device), 'cueq'
-        (cuEquivariance CUDA kernels) or 'auto' (cueq on a GPU when installed, else torch).
-        Call after moving the model to its device and dtype. Returns the backend in use."""
-        from .nn.tensor_product import CuetChannelwiseTensorProduct, cuequivariance_available
+        """Choose the kernel that runs the tensor products: 'edges' or 'padded' (plain PyTorch, any
+        device; 'torch' picks edges on a GPU, padded on a CPU), 'cueq' (cuEquivariance) or 'auto'
+        (cueq on a GPU when installed, else torch). Call after moving the model to its device and
+        dtype. Returns the kernel in use."""
+        from .nn.tensor_product import kernel_factory, resolve_backend, use_kernel
 
         device = self.embedding.device
-        if backend == "auto":
-            backend = "cueq" if device.type == "cuda" and cuequivariance_available() else "torch"
-        if backend == "torch":
-            for block in self.blocks:
-                block.set_kernel(None)
-        elif backend == "cueq":
-            if not cuequivariance_available(kernels=device.type == "cuda"):
-                raise RuntimeError("backend 'cueq' needs cuequivariance, cuequivariance-torch and, on a GPU, "
-                                   "cuequivariance-ops-torch (pip install 'hipot[gpu]')")
-            method = "uniform_1d" if device.type == "cuda" else "naive"
-            for block in self.blocks:
-                block.set_kernel(CuetChannelwiseTensorProduct(block.tp, method=method).to(device=device, dtype=self.embedding.dtype))
-        else:
-            raise ValueError(f"backend must be 'auto', 'torch' or 'cueq', not {backend!r}")
-        self.backend = backend
-        return backend
+        name = resolve_backend(backend, device)
+        if name != self.backend:
+            use_kernel(self, kernel_factory(name, device))
+        return name
+
+    @property
+    def backend(self) -> str:
+        """The tensor-product kernel in use ('edges', 'padded' or 'cueq')."""
+        return self.blocks[0].tp.name
 
     @property
     def cutoff(self) -> float:

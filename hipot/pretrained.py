@@ -9,8 +9,6 @@ model.safetensors) in the cache folder: $HIPOT_CACHE, else $XDG_CACHE_HOME/hipot
 from __future__ import annotations
 
 import copy
-import hashlib
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,9 +18,13 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CONFIG_FILE, ModelFileError, convert_official, load_model_dir, read_official, save_model
+from .cache import cache_dir  # noqa: F401 - hipot.pretrained.cache_dir, as before
+from .checkpoint import (CONFIG_FILE, ModelFileError, config_from_official, convert_official, has_checksums,
+                         load_model_dir, read_model_config, read_official, save_model, sha256_of)
+from .config import ModelConfig
 from .device import resolve_device, resolve_dtype
 from .model import HIENet
+from .nn.tensor_product import resolve_backend
 
 
 @dataclass(frozen=True)
@@ -52,21 +54,6 @@ MADE_LOCALLY: dict[str, str] = {
     "hienet-v3-smooth": "hipot distill --teacher hienet-v3 --seeds FILES --out runs/distill "
                         "--install-as hienet-v3-smooth  (README, 'A smooth HIENet'; about 9 minutes on one H100)",
 }
-
-
-def cache_dir() -> Path:
-    if os.environ.get("HIPOT_CACHE"):
-        return Path(os.environ["HIPOT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "hipot"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _log(msg: str) -> None:
@@ -121,6 +108,50 @@ def fetch(name: str, force: bool = False, wheel: str | Path | None = None,
     return dest
 
 
+_LEGACY_WARNED: set[str] = set()
+
+
+def _cached(name: str, read):
+    """read(folder) on the cached folder of a named model; a damaged or edited cache says how to
+    repair it, and one written before hipot recorded checksums says that it cannot be verified."""
+    folder = cache_dir() / name
+    if name in REGISTRY:
+        if not (folder / CONFIG_FILE).is_file():
+            _log(f"first use of {name}: fetching the official weights once (same as `hipot fetch {name}`)")
+        folder = fetch(name)
+        repair = f"`hipot fetch {name} --force` converts the official weights again"
+    else:
+        if not (folder / CONFIG_FILE).is_file():
+            raise ModelFileError(f"{name} is made on your machine, not downloaded; make it with:\n  {MADE_LOCALLY[name]}")
+        repair = f"make it again with:\n  {MADE_LOCALLY[name]}"
+    try:
+        out = read(folder)
+    except ModelFileError as e:
+        raise ModelFileError(f"{e}\nThe cached {name} in {folder} is damaged or was edited: {repair}") from None
+    if name not in _LEGACY_WARNED and not has_checksums(folder):
+        _LEGACY_WARNED.add(name)
+        _log(f"the cached {name} in {folder} was written by an older hipot without checksums and cannot be "
+             f"verified; {repair}")
+    return out
+
+
+def model_config(model: str | Path | HIENet = "hienet-v3") -> ModelConfig:
+    """The architecture (species, cutoff, sizes) of the model `load_model` would load, without
+    building it or reading its weights: enough to check inputs before the expensive part."""
+    if isinstance(model, HIENet):
+        return model.config
+    if isinstance(model, str) and (model in REGISTRY or model in MADE_LOCALLY):
+        return _cached(model, read_model_config)
+    path = Path(model)
+    if path.is_dir():
+        return read_model_config(path)
+    if path.is_file() and path.suffix == ".safetensors":
+        return read_model_config(path.parent)
+    if path.is_file():
+        return config_from_official(read_official(path)["config"])
+    raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
+
+
 def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.device = "auto",
                dtype: str | torch.dtype = "float32", backend: str = "auto") -> HIENet:
     """A model by name ('hienet-v3'), hipot model folder, official .pth file or HIENet instance,
@@ -128,16 +159,8 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
     ('auto', 'torch' or 'cueq', see `HIENet.set_backend`)."""
     if isinstance(model, HIENet):
         net = model
-    elif isinstance(model, str) and model in MADE_LOCALLY:
-        folder = cache_dir() / model
-        if not (folder / CONFIG_FILE).is_file():
-            raise ModelFileError(f"{model} is made on your machine, not downloaded; make it with:\n  {MADE_LOCALLY[model]}")
-        net, _ = load_model_dir(folder)
-    elif isinstance(model, str) and model in REGISTRY:
-        folder = cache_dir() / model
-        if not (folder / CONFIG_FILE).is_file():
-            _log(f"first use of {model}: fetching the official weights once (same as `hipot fetch {model}`)")
-        net, _ = load_model_dir(fetch(model))
+    elif isinstance(model, str) and (model in REGISTRY or model in MADE_LOCALLY):
+        net, _ = _cached(model, load_model_dir)
     else:
         path = Path(model)
         if path.is_dir():
@@ -149,11 +172,14 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
         else:
             raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     if net is model:
         # a caller's model is never changed in place: converted, switched to eval mode or given other
         # kernels, it is copied first
         p = next(net.parameters())
-        if p.device != device or p.dtype != dtype or net.training or backend not in ("auto", net.backend):
+        if (p.device != device or p.dtype != dtype or net.training
+                or resolve_backend(backend, device) != net.backend):
             net = copy.deepcopy(net)
     net = net.to(device=device, dtype=dtype).eval()
     net.set_backend(backend)

@@ -36,6 +36,7 @@ def test_forces_finite_difference(tiny, nacl, molecule, kind):
             assert abs(fd - res["forces"][a, d]) < 1e-6 * max(1.0, abs(fd)), (a, d, fd, res["forces"][a, d])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("left_handed", [False, True])
 def test_stress_finite_strain(tiny, nacl, left_handed):
     atoms = nacl.copy()
@@ -155,8 +156,7 @@ def test_inference_paths_give_same_derivatives(nacl, layout):
     """The inference options (radial hidden layer kept, with and without recomputing atom runs or
     edge chunks) give the ordinary path's energy, forces and stress."""
     net = make_tiny()
-    for block in net.blocks:
-        block.tp.layout = layout
+    net.set_backend(layout)
     model = ForceStressModel(net)
     g = build_graph([nacl], model.cutoff, model.species).to(dtype=torch.float64)
     ref = model(g)
@@ -166,6 +166,7 @@ def test_inference_paths_give_same_derivatives(nacl, layout):
             torch.testing.assert_close(getattr(got, f), getattr(ref, f), atol=1e-12, rtol=0)
 
 
+@pytest.mark.slow
 def test_cuequivariance_lean_and_frozen_finetuning(nacl):
     """cuEquivariance kernels (their plain-PyTorch method on the CPU): the inference path equals
     the reference, and training with frozen blocks still differentiates the force loss."""

@@ -42,6 +42,7 @@ def _args(recipe, out, *more) -> list[str]:
     return ["distill", "--config", str(recipe), "--out", str(out), "--device", "cpu", "-q", *more]
 
 
+@pytest.mark.slow
 def test_distill_end_to_end(tmp_path, monkeypatch):
     recipe = _setup(tmp_path, monkeypatch)
     out = tmp_path / "run"

@@ -65,6 +65,7 @@ def test_missing_peer_is_skipped(monkeypatch):
         load_peer("sevennet-0", "cpu")
 
 
+@pytest.mark.slow
 @needs_data
 def test_quick_pipeline_with_tiny_model(tmp_path, monkeypatch):
     """The whole command on a tiny random model, run as on a bare GPU machine (no pymatgen, no

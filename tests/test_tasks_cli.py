@@ -41,6 +41,7 @@ def _keys(path) -> set[str]:
     return set(json.loads(Path(path).read_text()))
 
 
+@pytest.mark.slow
 def test_verbs_on_bundled_examples(tmp_path, capsys):
     os.chdir(tmp_path)
     emt = ["--model", "ase:emt", "-q"]
@@ -86,6 +87,7 @@ def _torchrun(args: list[str], cwd: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_torchrun_predict_split_and_merge(tiny_dir):
     d, model, frames = tiny_dir
     _torchrun(["predict", "in.extxyz", "-o", "tr.extxyz", "--model", "tiny", "--device", "cpu", "--dtype", "float64",
@@ -99,6 +101,7 @@ def test_torchrun_predict_split_and_merge(tiny_dir):
     assert not list(d.glob(".tr.extxyz.parts"))
 
 
+@pytest.mark.slow
 def test_torchrun_relax_split_and_merge(tiny_dir):
     d, model, frames = tiny_dir
     _torchrun(["relax", "in.extxyz", "-o", "rel.extxyz", "--model", "tiny", "--device", "cpu", "--dtype", "float64",
@@ -146,8 +149,7 @@ def test_predict_resumes_after_interruption(tiny_dir, monkeypatch):
             "--dtype", "float64", "--batch-size", "2", "-q"]
     with monkeypatch.context() as mp:
         _interrupt_after(mp, Evaluator, "evaluate", 1)
-        with pytest.raises(KeyboardInterrupt):
-            main(args)
+        assert main(args) == 130  # Ctrl-C: one line, exit status 130, the finished part kept
     assert not out.exists()
     done = _tamper(d / ".res.extxyz.parts", 12345.0)
     assert main(args) == 0
@@ -160,6 +162,7 @@ def test_predict_resumes_after_interruption(tiny_dir, monkeypatch):
     assert not (d / ".res.extxyz.parts").exists()
 
 
+@pytest.mark.slow
 def test_relax_resumes_after_interruption(tiny_dir, monkeypatch):
     d, model, frames = tiny_dir
     out = d / "rres.extxyz"
@@ -170,8 +173,7 @@ def test_relax_resumes_after_interruption(tiny_dir, monkeypatch):
     args = command(5)
     with monkeypatch.context() as mp:
         _interrupt_after(mp, relax_module, "to_record", 2)
-        with pytest.raises(KeyboardInterrupt):
-            main(args)
+        assert main(args) == 130  # Ctrl-C: one line, exit status 130, the finished part kept
     done = _tamper(d / ".rres.extxyz.parts", -999.0)
     assert main(args) == 0
     got = ase.io.read(out, ":")
@@ -183,9 +185,29 @@ def test_relax_resumes_after_interruption(tiny_dir, monkeypatch):
     # A different command (other settings) never reuses these partial results.
     with monkeypatch.context() as mp:
         _interrupt_after(mp, relax_module, "to_record", 1)
-        with pytest.raises(KeyboardInterrupt):
-            main(command(6))
+        assert main(command(6)) == 130
     assert main(args) == 0  # the original command again: starts over, not from the --steps 6 records
     got2 = ase.io.read(out, ":")
     for a, r in zip(got2, ref):
         assert abs(a.get_potential_energy() - r.energy) < 1e-7
+
+
+def test_dispersion_on_the_verbs(tiny_dir, tmp_path):
+    """--dispersion d3bj: the energies include D3, outputs name it, and it is part of the run key."""
+    pytest.importorskip("dftd3")
+    from hipot import HIPotCalculator
+
+    d, model, frames = tiny_dir
+    os.chdir(tmp_path)
+    common = ["--model", str(d / "tiny"), "--device", "cpu", "--dtype", "float64", "-q"]
+    assert main(["predict", str(d / "in.extxyz"), "-o", "p.extxyz", "--dispersion", "d3bj", *common]) == 0
+    calc = HIPotCalculator(model, device="cpu", dtype="float64", dispersion="d3bj")
+    for a, f in zip(ase.io.read("p.extxyz", ":"), frames):
+        assert a.info["model"].endswith("+D3(BJ)")
+        b = f.copy()
+        b.calc = calc
+        assert abs(a.get_potential_energy() - b.get_potential_energy()) < 1e-7
+    assert main(["relax", str(d / "in.extxyz"), "--index", "0", "-o", "r.extxyz", "--steps", "2", "--json", "r.json",
+                 "--dispersion", "d3bj", *common]) == 0
+    assert json.loads(Path("r.json").read_text())["model"].endswith("+D3(BJ)")
+    assert main(["eos", "example:Cu", "--model", "ase:emt", "--dispersion", "d3bj", "-q"]) == 2

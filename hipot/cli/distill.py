@@ -30,6 +30,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ..training.config import parse_override
 
     recipe = recipe_from_args(args)
+    # what Ctrl-C prints (hipot.cli.main): data parts and the training checkpoint are kept
+    args.resume_hint = (f"rerun the same command (--out {args.out}) to continue: finished data parts are kept "
+                        "and training resumes from its last checkpoint")
     overrides = [parse_override(s) for s in args.set or []]
     if args.epochs is not None:
         overrides.append({"run": {"epochs": args.epochs}})

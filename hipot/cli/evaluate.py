@@ -123,7 +123,7 @@ def register(sub) -> None:
                                    "and writes a Markdown report with parity plots. Raw per-structure results are "
                                    "written as JSON as each benchmark finishes. The committed report "
                                    "(benchmarks/ACCURACY.md) is written only when --out names it.")
-    add_model_args(p)
+    add_model_args(p, dispersion=False)  # the report compares models as published
     p.add_argument("--peers", default="sevennet-0,chgnet",
                    help="comma-separated peers run through their own packages: sevennet-0 (sevenn), chgnet (chgnet); "
                         "'none' for none (default: sevennet-0,chgnet)")

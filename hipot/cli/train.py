@@ -36,18 +36,35 @@ def _overrides(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _run(args: argparse.Namespace, preset: str | None) -> int:
-    from ..distributed import world
-    from ..training import DataError, load_config, resume, train
+    from pathlib import Path
 
+    from ..distributed import world
+    from ..tasks.common import Tally
+    from ..training import DataError, load_config, resume, train
+    from ..training.trainer import CHECKPOINT, TrainingInterrupted
+
+    out = args.resume
+
+    def hint() -> str:
+        if out is not None and (Path(out) / CHECKPOINT).is_file():
+            return f"continue from the last checkpoint with `hipot train --resume {out}`"
+        return "no checkpoint was written yet: rerun the same command to start over"
+
+    args.resume_hint = hint
+    args.ctrl_c_note = None  # the trainer says itself that it stops after the current step
     try:
         if args.resume:
             path = resume(args.resume, _overrides(args))
         else:
             cfg = load_config(args.config, args.preset or preset, _overrides(args))
+            out = cfg.run.out
             path = train(cfg)
     except (DataError, ValueError, FileExistsError) as e:
         print(f"hipot {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # what was done is in the checkpoint: say how far it got
+        args.tally = Tally(e.total, e.step, "step")
+        raise
     if world().is_main:
         print(path)
     return 0
@@ -106,7 +123,7 @@ def _label_args(p: argparse.ArgumentParser, defaults: bool) -> None:
 
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with the sections data, model, statistics, loss, optim, schedule, run, finetune")
-    p.add_argument("--preset", help="named partial config merged first: official, finetune")
+    p.add_argument("--preset", help="named partial config merged first: official, finetune, distill")
     p.add_argument("--train", nargs="+", help="training files (ASE-readable, .db, rMD17 .npz or a data store)")
     p.add_argument("--valid", nargs="+", help="validation files (default: --valid-fraction of the training frames)")
     p.add_argument("--test", nargs="+", help="test files, evaluated at the end (RUN/test_metrics.json)")

@@ -25,7 +25,7 @@ class ModelHandle:
     name: str
     kind: str                      # "hipot" or "peer"
     calc: Any = None               # ASE calculator (peers, and hipot's own for one-off use)
-    evaluator: Any = None          # hipot.inference.Evaluator
+    evaluator: Any = None          # hipot.evaluator.Evaluator
     cutoff: float | None = None
     version: str = ""
     energy_includes_mp2020: bool = False   # CHGNet predicts MP2020-corrected energies

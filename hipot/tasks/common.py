@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator
 
 from ..calculator import HIPotCalculator
 from ..graph import StructureError, check_structure
@@ -36,25 +36,11 @@ def resolve_model(model: ModelLike, device: str = "auto", dtype: str = "float32"
     return Evaluator(model, device, dtype, backend=backend)
 
 
-class EvaluatorCalculator(Calculator):
-    """An ASE calculator over an existing Evaluator (no model reload); used by the per-structure tasks."""
-
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
-
-    def __init__(self, evaluator: Evaluator, **kwargs):
-        super().__init__(**kwargs)
-        self.evaluator = evaluator
-
-    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
-        super().calculate(atoms, properties or ["energy"], system_changes)
-        periodic = bool(np.all(self.atoms.pbc))
-        (self.results,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None, stress=periodic)
-
-
 def as_calculator(model: ModelLike, device: str = "auto", dtype: str = "float32") -> Calculator:
-    """An ASE calculator for `model` (a hipot model is loaded once and wrapped)."""
+    """An ASE calculator for `model`: a hipot model is loaded once and served by HIPotCalculator
+    (sharing the Evaluator, no reload); any other ASE calculator is returned as it is."""
     m = resolve_model(model, device, dtype)
-    return EvaluatorCalculator(m) if isinstance(m, Evaluator) else m
+    return HIPotCalculator(model=m) if isinstance(m, Evaluator) else m
 
 
 def evaluate_many(structures: Sequence[Atoms], model: Evaluator | Calculator, batch_size: int = 64,
@@ -74,11 +60,54 @@ def evaluate_many(structures: Sequence[Atoms], model: Evaluator | Calculator, ba
     return out
 
 
-def check_inputs(structures: Sequence[Atoms], model: Evaluator | Calculator, label: str = "structure") -> None:
-    """Fail early (before any work or output) on input the model cannot take."""
+def check_inputs(structures: Sequence[Atoms], model: Evaluator | Calculator, label: str = "structure",
+                 labels: Sequence[str] | None = None) -> None:
+    """Fail early (before any work or output) on input the model cannot take. `labels` name the
+    structures in messages (default: `label` and the index)."""
     species = model.model.species if isinstance(model, Evaluator) else None
-    for k, atoms in enumerate(structures):
-        check_structure(atoms, species, f"{label} {k}" if len(structures) > 1 else label)
+    if labels is None:
+        labels = [f"{label} {k}" if len(structures) > 1 else label for k in range(len(structures))]
+    for atoms, name in zip(structures, labels):
+        check_structure(atoms, species, name)
+
+
+def find_bad(structures: Sequence[Atoms], species: Sequence[int] | None, labels: Sequence[str] | None = None,
+             min_distance: float = 0.1) -> list[tuple[int, str]]:
+    """(index, message) of every structure a model with these `species` cannot take: what
+    `check_structure` refuses, and atoms closer than `min_distance` (A), to each other or to a
+    periodic image of themselves. Cheap (no model, a neighbour list at `min_distance` only), so
+    that a long run can check all its input before loading a model or doing any work."""
+    from ..graph import neighbor_list
+
+    labels = list(labels) if labels is not None else [f"structure {k}" for k in range(len(structures))]
+    bad: list[tuple[int, str]] = []
+    for k, (atoms, name) in enumerate(zip(structures, labels)):
+        try:  # the graph builder's own checks, the overlap check with a list of min_distance only
+            check_structure(atoms, species, name)
+            neighbor_list(atoms, max(min_distance, 1e-3), min_distance=min_distance, label=name)
+        except StructureError as e:
+            bad.append((k, str(e)))
+    return bad
+
+
+def bad_input_message(bad: Sequence[tuple[int, str]], total: int, max_report: int = 20, hint: str = "") -> str:
+    """One error for many bad structures: how many, then each reason (the first `max_report`)."""
+    lines = [msg for _, msg in bad[:max_report]]
+    if len(bad) > max_report:
+        lines.append(f"... and {len(bad) - max_report} more")
+    return f"{len(bad)} of {total} structure(s) cannot be evaluated{hint}:\n" + "\n".join(lines)
+
+
+@dataclasses.dataclass
+class Tally:
+    """How far a long command got (items done of total), for the message an interruption prints."""
+
+    total: int = 0
+    done: int = 0
+    unit: str = "structure"
+
+    def add(self, n: int = 1) -> None:
+        self.done += n
 
 
 def require_periodic(atoms: Atoms, task: str) -> None:
@@ -109,20 +138,80 @@ def example(name: str) -> Atoms:
     raise FileNotFoundError(f"no bundled example {name!r}; available: {', '.join(list_examples())}")
 
 
-def read_structures(spec: str, index: str = ":") -> list[Atoms]:
-    """Structures from a file ASE reads, or a bundled example as 'example:Si'."""
-    if spec.startswith("example:"):
-        return [example(spec.split(":", 1)[1])]
+class InputFileError(ValueError):
+    """An input file that cannot be read as structures: a folder, empty, truncated or garbled,
+    or an index past its end. The message names the file."""
+
+
+def _count_frames(path: str, fmt: str | None = None) -> int:
     import ase.io
 
-    if not Path(spec).exists():
+    try:
+        return sum(1 for _ in ase.io.iread(path, index=":", format=fmt))
+    except Exception:  # the file is broken further on: the count is only for a message
+        return -1
+
+
+def read_labelled(spec: str, index: str = ":", fmt: str | None = None) -> tuple[list[Atoms], list[str]]:
+    """Structures from a file ASE reads (or a bundled example, 'example:Si') with a label each
+    that names the file and the frame's index in it ('in.extxyz frame 150'), whatever `index`
+    selects. Every way a file can fail to read is one InputFileError (FileNotFoundError when
+    it is missing)."""
+    import ase.io
+    from ase.io.formats import string2index
+
+    if spec.startswith("example:"):
+        atoms = example(spec.split(":", 1)[1])
+        if index not in (":", "0", "-1", 0, -1):
+            raise InputFileError(f"{spec} is one structure; --index {index} selects none")
+        return [atoms], [spec]
+
+    path = Path(spec)
+    if not path.exists():
         raise FileNotFoundError(f"{spec}: no such file (bundled examples: "
                                 f"{', '.join('example:' + n for n in list_examples())})")
-    frames = ase.io.read(spec, index=index)
+    if path.is_dir():
+        raise InputFileError(f"{spec} is a folder; give a structure file (extxyz, CIF, POSCAR, ...)")
+    try:
+        sel = string2index(index) if isinstance(index, str) else index
+    except ValueError:
+        raise InputFileError(f"--index {index!r} is not a frame number or an ASE slice (e.g. 0, -1, 10:20, ::2)") from None
+    try:
+        frames = ase.io.read(spec, index=sel, format=fmt)
+    except StopIteration:  # ASE's answer to an index past the end
+        n = _count_frames(spec, fmt)
+        raise InputFileError(f"{spec}: frame {index} is past the end (the file holds {n} frame(s))") from None
+    except IndexError as e:
+        n = _count_frames(spec, fmt)
+        raise InputFileError(f"{spec}: frame {index} is past the end (the file holds {n} frame(s))"
+                             if n >= 0 else f"{spec}: cannot read it ({e})") from None
+    except Exception as e:  # ASE raises a different exception for every format and every kind of damage
+        what = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputFileError(f"{spec}: cannot read structures from it ({type(e).__name__}: {what}); "
+                             "is it empty, truncated or of another format?") from None
     frames = frames if isinstance(frames, list) else [frames]
     if not frames:
-        raise StructureError(f"{spec} holds no structures")
-    return frames
+        n = _count_frames(spec, fmt)
+        raise InputFileError(f"{spec} holds no structures" + (f" at --index {index} (it holds {n} frame(s))"
+                                                               if index not in (":", "") and n > 0 else ""))
+    # the index of each frame in the file, for messages that point at the right one
+    if isinstance(sel, int):
+        first = sel if sel >= 0 else sel + _count_frames(spec, fmt)
+        positions = [first]
+    elif isinstance(sel, slice) and all(v is None or v >= 0 for v in (sel.start, sel.stop, sel.step)):
+        positions = list(range(sel.start or 0, (sel.start or 0) + (sel.step or 1) * len(frames), sel.step or 1))
+    elif isinstance(sel, slice):
+        positions = list(range(_count_frames(spec, fmt)))[sel]
+    else:
+        positions = list(range(len(frames)))
+    if len(positions) != len(frames):
+        positions = list(range(len(frames)))
+    return frames, [f"{spec} frame {k}" for k in positions]
+
+
+def read_structures(spec: str, index: str = ":") -> list[Atoms]:
+    """Structures from a file ASE reads, or a bundled example as 'example:Si' (see read_labelled)."""
+    return read_labelled(spec, index)[0]
 
 
 class Result:
@@ -159,16 +248,48 @@ def save_figure(fig, path: str | os.PathLike) -> Path:
     return out
 
 
+class _LiveBar:
+    """A tqdm bar that also redraws itself every few seconds, so that its clock keeps moving while
+    one long evaluation (a large cell on a CPU) runs between two updates."""
+
+    def __init__(self, bar):
+        import sys
+        import threading
+
+        self.bar = bar
+        interval = 2.0 if sys.stderr.isatty() else 30.0  # a log file gets a line per redraw
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.bar.refresh()
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        self.bar.set_postfix_str(s, refresh=refresh)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.bar.close()
+
+
 def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar, or a no-op stand-in when disabled."""
+    """A tqdm bar that redraws itself while work runs between updates, or a no-op stand-in when
+    disabled."""
     if enabled:
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="structure" if desc in ("relax", "screen") else "step")
+        unit = "structure" if desc.split()[0] in ("relax", "screen", "predict") else "step"
+        return _LiveBar(tqdm(total=total, desc=desc, unit=unit))
 
     class _Null:
         def update(self, n: int = 1) -> None: ...
         def close(self) -> None: ...
-        def set_postfix_str(self, s: str) -> None: ...
+        def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
 
     return _Null()

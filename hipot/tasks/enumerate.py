@@ -122,8 +122,9 @@ def space_group(p: Parent, symprec: float = 1e-5) -> list[tuple[np.ndarray, np.n
     each site's image): R p_b + t = p_b' + shift_b."""
     import warnings
 
-    import spglib
+    from ..optional import require
 
+    spglib = require("spglib", "tasks", "the parent lattice's symmetry")
     with warnings.catch_warnings():  # spglib 2.5+ warns about its legacy error handling on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         ds = spglib.get_symmetry((p.cell, p.sites, [1] * len(p.sites)), symprec=symprec)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms, units
 
-from .common import ModelLike, Result, as_calculator, atomic_write, check_inputs, progress_bar, resolve_model
+from .common import ModelLike, Result, Tally, as_calculator, atomic_write, check_inputs, progress_bar, resolve_model
 
 ENSEMBLES = {
     "nve": "velocity Verlet",
@@ -102,13 +102,13 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
        timestep: float = 1.0, steps: int = 1000, seed: int = 0, pressure: float = 0.0, friction: float = 0.01,
        tdamp: float = 100.0, pdamp: float = 1000.0, interval: int = 10, trajectory: str = "md.traj",
        log: str | None = None, restart: bool = False, device: str = "auto", dtype: str = "float32",
-       progress: bool = False) -> MDResult:
+       progress: bool = False, tally: Tally | None = None) -> MDResult:
     """Run `steps` MD steps in total (timestep in fs, temperature in K, pressure in GPa, friction in
     1/fs, tdamp/pdamp in fs). Velocities start Maxwell-Boltzmann at `temperature` (seed), without
     net momentum. Every `interval` steps a frame goes to `trajectory` (ASE .traj) and a row to `log`
-    (CSV, default trajectory with .log). With restart and an existing trajectory, the run continues
-    from its last frame (positions, momenta, cell, step) up to `steps` in total; thermostat and
-    barostat internal variables start afresh."""
+    (CSV, default trajectory with .log), and so does the last step. With restart and an existing
+    trajectory, the run continues from its last frame (positions, momenta, cell, step) up to `steps`
+    in total; thermostat and barostat internal variables start afresh. `tally` follows the steps done (restarts included)."""
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {ensemble!r}")
@@ -165,15 +165,22 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
         atoms.info["md_step"] = step
         traj.write(atoms)
 
+    if tally is not None:
+        tally.total, tally.done, tally.unit = steps, start, "step"
+
     def tick() -> None:
         if dyn.nsteps > start:  # ASE also calls observers once before the first step
             bar.update(1)
+            if tally is not None:
+                tally.done = dyn.nsteps
 
     try:
         dyn.attach(observe, interval=interval)
         dyn.attach(tick, interval=1)
         if steps > start:
             dyn.run(steps - start)
+            if dyn.nsteps % interval:  # the last step is logged (and kept for a restart) even off the interval
+                observe()
         elif start == 0:
             dyn.run(0)
     finally:

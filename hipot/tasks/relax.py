@@ -22,7 +22,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..graph import StructureError
 from ..evaluator import Evaluator
-from .common import ModelLike, Result, check_inputs, progress_bar, resolve_model
+from .common import ModelLike, Result, Tally, check_inputs, progress_bar, resolve_model
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
@@ -43,10 +43,11 @@ class RelaxResult(Result):
     formula: str = field(default="")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"index": self.index, "formula": self.formula, "n_atoms": len(self.atoms), "energy": self.energy,
-             "energy_per_atom": self.energy / len(self.atoms), "fmax": self.fmax, "steps": self.steps,
+        n = len(self.atoms)
+        d = {"index": self.index, "formula": self.formula, "n_atoms": n, "energy": self.energy,
+             "energy_per_atom": self.energy / n if n else float("nan"), "fmax": self.fmax, "steps": self.steps,
              "converged": self.converged}
-        if np.all(self.atoms.pbc):
+        if n and np.all(self.atoms.pbc) and abs(self.atoms.cell.volume) > 0:
             d["volume_per_atom"] = float(self.atoms.get_volume() / len(self.atoms))
         if self.error:
             d["error"] = self.error
@@ -92,6 +93,10 @@ def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-
     work.calc = None
     if symmetry:
         from ase.constraints import FixSymmetry
+
+        from ..optional import require
+
+        require("spglib", "tasks", "keeping the space group (symmetry=True)")
 
         work.set_constraint(list(work.constraints) + [FixSymmetry(work, symprec=symprec)])
     if relax_cell and np.all(work.pbc):
@@ -172,16 +177,18 @@ class _Job:
                            out.get_chemical_formula())
 
 
-def _evaluate_safely(evaluator: Evaluator, atoms_list: list[Atoms], max_atoms: int | None) -> list[Any]:
+def _evaluate_safely(evaluator: Evaluator, atoms_list: list[Atoms], max_atoms: int | None,
+                     labels: Sequence[str]) -> list[Any]:
     """Batched results; if the batch fails on a bad structure (atoms collapsed onto each other),
-    evaluate one by one so only that structure fails (its entry is the error message)."""
+    evaluate one by one so only that structure fails (its entry is the error message, naming the
+    structure by its label)."""
     try:
-        return evaluator.evaluate(atoms_list, batch_size=len(atoms_list), max_atoms=max_atoms)
+        return evaluator.evaluate(atoms_list, batch_size=len(atoms_list), max_atoms=max_atoms, labels=labels)
     except StructureError:
         out: list[Any] = []
-        for a in atoms_list:
+        for a, label in zip(atoms_list, labels):
             try:
-                out.extend(evaluator.evaluate([a], batch_size=1, max_atoms=None))
+                out.extend(evaluator.evaluate([a], batch_size=1, max_atoms=None, labels=[label]))
             except StructureError as e:
                 out.append(str(e))
         return out
@@ -192,30 +199,36 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
           relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
           trajectory: str | None = None, progress: bool = False,
           on_result: Callable[[RelaxResult], None] | None = None,
-          indices: Sequence[int] | None = None) -> list[RelaxResult]:
+          indices: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> list[RelaxResult]:
     """Relax each structure until the optimizer's fmax < `fmax` or `steps` steps; returns one
     RelaxResult per input, in input order. Cell relaxation (FrechetCellFilter) applies to fully
     periodic structures only; molecules and slabs relax their positions. `symmetry` keeps the
     space group (ase FixSymmetry). `trajectory`: a path (.traj or extxyz); with several structures
     each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing);
-    `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run)."""
+    `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run);
+    `labels` name the structures in error messages (default 'structure ID'). The progress bar
+    counts finished structures and shows the optimiser steps taken so far."""
     if isinstance(structures, Atoms):
         structures = [structures]
     structures = list(structures)
     ids = list(indices) if indices is not None else list(range(len(structures)))
     if len(ids) != len(structures):
         raise ValueError("indices must name every structure")
+    names = list(labels) if labels is not None else [f"structure {i}" for i in ids]
+    if len(names) != len(structures):
+        raise ValueError("labels must name every structure")
     opt_cls = _optimizer_class(optimizer)
     if fmax <= 0 or steps < 0 or batch_size < 1:
         raise ValueError("relax needs fmax > 0, steps >= 0 and batch_size >= 1")
     m = resolve_model(model, device, dtype)
-    check_inputs(structures, m)
+    check_inputs(structures, m, labels=names)
     batched = isinstance(m, Evaluator)
     width = batch_size if batched else 1  # an arbitrary ASE calculator evaluates one structure at a time
     results: list[RelaxResult | None] = [None] * len(structures)
     pending = deque(range(len(structures)))
     active: list[_Job] = []
     bar = progress_bar(len(structures), "relax", progress)
+    steps_taken = 0
 
     def fallback(atoms: Atoms) -> dict[str, Any]:
         return m.evaluate([atoms], batch_size=1, max_atoms=None)[0]
@@ -239,7 +252,7 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 job.slot = k
                 active.append(job)
             if batched:
-                evaluated = _evaluate_safely(m, [j.atoms for j in active], max_atoms)
+                evaluated = _evaluate_safely(m, [j.atoms for j in active], max_atoms, [names[j.slot] for j in active])
             else:
                 evaluated = [None] * len(active)
             still = []
@@ -259,8 +272,10 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                     continue
                 job.opt.step()
                 job.opt.nsteps += 1
+                steps_taken += 1
                 still.append(job)
             active = still
+            bar.set_postfix_str(f"{steps_taken} optimiser steps", refresh=True)
     finally:
         for job in active:
             if job.traj is not None:
@@ -316,27 +331,54 @@ def from_record(rec: dict[str, Any], original: Atoms, index: int) -> RelaxResult
 
 
 def relax_resumable(structures: Sequence[Atoms], checkpoint: str | Path, key: str, model: ModelLike = "hienet-v3",
-                    *, device: str = "auto", progress: bool = False, **kwargs) -> list[RelaxResult] | None:
+                    *, device: str = "auto", progress: bool = False, labels: Sequence[str] | None = None,
+                    skip: dict[int, str] | None = None, tally: Tally | None = None,
+                    **kwargs) -> list[RelaxResult] | None:
     """relax() split across torchrun ranks and resumable: each rank relaxes its share of the
     structures not yet in the partial results next to `checkpoint` (appending each as it finishes);
     rank 0 returns all results in input order (other ranks None). Call `PartialResults.cleanup`
-    through `cleanup_checkpoint` once the final outputs are written."""
+    through `cleanup_checkpoint` once the final outputs are written.
+    `skip` (index -> reason) are structures recorded as failed without being relaxed (bad input
+    the caller chose to skip); `tally` counts this rank's finished structures as they finish."""
     from datetime import timedelta
 
     from ..distributed import PartialResults, setup
 
+    skip = dict(skip or {})
+    names = list(labels) if labels is not None else [f"structure {i}" for i in range(len(structures))]
     w, dev = setup(device, timeout=timedelta(days=7))
     m = resolve_model(model, str(dev), kwargs.pop("dtype", "float32"))
-    check_inputs(structures, m)  # before anything is written
+    keep = [i for i in range(len(structures)) if i not in skip]
+    check_inputs([structures[i] for i in keep], m, labels=[names[i] for i in keep])  # before anything is written
     parts = PartialResults(checkpoint, len(structures), key, w)
     todo = parts.start()
+    if tally is not None:
+        tally.total, tally.done = len(structures), len(structures) - len(todo)
+    failed = [i for i in todo if i in skip]
+    if failed:
+        parts.append((i, to_record(_skipped(structures[i], i, skip[i]))) for i in failed)
+        if tally is not None:
+            tally.add(len(failed))
+    todo = [i for i in todo if i not in skip]
+
+    def done(r: RelaxResult) -> None:
+        parts.append([(r.index, to_record(r))])
+        if tally is not None:
+            tally.add()
+
     if todo:
-        relax([structures[i] for i in todo], m, indices=todo,
-              progress=progress and w.is_main, on_result=lambda r: parts.append([(r.index, to_record(r))]), **kwargs)
+        relax([structures[i] for i in todo], m, indices=todo, labels=[names[i] for i in todo],
+              progress=progress and w.is_main, on_result=done, **kwargs)
     records = parts.collect()
     if records is None:
         return None
     return [from_record(rec, structures[i], i) for i, rec in enumerate(records)]
+
+
+def _skipped(atoms: Atoms, index: int, reason: str) -> RelaxResult:
+    out = atoms.copy()
+    out.calc = None
+    return RelaxResult(out, float("nan"), float("nan"), 0, False, reason, index, out.get_chemical_formula())
 
 
 def cleanup_checkpoint(checkpoint: str | Path, n: int, key: str) -> None:

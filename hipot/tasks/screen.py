@@ -11,6 +11,7 @@ from ase import Atoms
 from ase.data import atomic_numbers, covalent_radii, reference_states
 
 from ..graph import StructureError
+from ..optional import require
 from .common import ModelLike, Result, atomic_write, pyplot, save_figure
 from .enumerate import LATTICES, build, enumerate_orderings, parent, volume_per_site
 from .relax import RelaxResult, relax
@@ -54,8 +55,7 @@ def atomic_volume(symbol: str) -> float:
 def spacegroup(atoms: Atoms, symprec: float = 1e-3) -> tuple[int, str]:
     import warnings
 
-    import spglib
-
+    spglib = require("spglib", "tasks", "space groups")
     with warnings.catch_warnings():  # spglib 2.5+ warns about its legacy error handling on every call
         warnings.simplefilter("ignore", DeprecationWarning)
         ds = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
@@ -172,6 +172,7 @@ def analyse(structures: Sequence[Atoms], results: Sequence[RelaxResult], element
             lattice: str = "", hull_tol: float = 1e-6) -> ScreenResult:
     """Formation energies and the convex hull of relaxed candidates. The references are the lowest
     energies per atom of the pure-element candidates, which must be among them."""
+    require("pymatgen", "tasks", "the convex hull")
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
     from pymatgen.core import Composition
 

@@ -49,7 +49,8 @@ class DataConfig:
 
 @dataclass
 class StatisticsConfig:
-    """How the model's fixed constants are set from the training data (spec section 6)."""
+    """How the model's fixed constants are set from the training data
+    (../shared/design/hienet-spec.md, "6. Readout, scale/shift, total energy")."""
 
     shift: str = "least_squares"
     """Per-element reference energies: 'least_squares' (fit of E on composition), 'given'
@@ -205,7 +206,8 @@ class TrainConfig:
 
 # Partial configs merged under the user's YAML (`--preset NAME`).
 PRESETS: dict[str, dict[str, Any]] = {
-    # Spec section 11: the recipe HIENet-V3 was trained with (batch 48 per GPU on 8 GPUs).
+    # The recipe HIENet-V3 was trained with (batch 48 per GPU on 8 GPUs):
+    # ../shared/design/hienet-spec.md, "11. Training recipe".
     "official": {
         "data": {"batch_size": 48, "valid_fraction": 0.05},
         "statistics": {"shift": "least_squares", "ridge_alpha": 0.1, "scale": "force_rms"},

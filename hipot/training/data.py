@@ -17,7 +17,7 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ..graph import AtomGraph, StructureError, check_structure, neighbor_list
+from ..graph import AtomGraph, StructureBatch, StructureError, check_structure, graph_from_lists, neighbor_lists
 
 KBAR_PER_EV_A3 = 1602.1766208  # 1 eV/A^3 = 160.21766208 GPa
 EV_PER_KCAL_MOL = 4.184 / 96.48533212  # 1 kcal/mol in eV (rMD17 units)
@@ -176,6 +176,8 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, and not a data store built by `hipot data build` (no index.json)")
     if _is_npz_rmd17(path):
         yield from _iter_rmd17(path)
         return
@@ -195,9 +197,20 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
         return
     import ase.io
 
-    for k, atoms in enumerate(ase.io.iread(str(path), index=index, format=fmt)):
+    frames = ase.io.iread(str(path), index=index, format=fmt)
+    k = 0
+    while True:
+        try:
+            atoms = next(frames)
+        except StopIteration:
+            return
+        except Exception as e:  # each ASE reader fails its own way on an empty, truncated or garbled file
+            what = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise DataError(f"{path}: cannot read frame {k} ({type(e).__name__}: {what}); is the file empty, "
+                            "truncated or of another format (--format)?") from None
         sample, problems = sample_from_atoms(atoms, keys)
         yield k, sample, problems
+        k += 1
 
 
 def _iter_rmd17(path: Path) -> Iterator[tuple[int, Sample, list[str]]]:
@@ -247,7 +260,9 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
             break
     if n_bad:
         more = f"\n... and {n_bad - len(errors)} more" if n_bad > len(errors) else ""
-        raise DataError(f"{n_bad} bad frame(s) in the training data:\n" + "\n".join(errors) + more)
+        err = DataError(f"{n_bad} bad frame(s) in the training data:\n" + "\n".join(errors) + more)
+        err.problems, err.n_bad = errors, n_bad  # for callers that join the reports of several reads
+        raise err
     if not samples:
         raise DataError(f"no frames in {', '.join(map(str, paths))}")
     return samples
@@ -256,21 +271,33 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
 # ----------------------------------------------------------------------------- graphs
 
 def add_neighbors(sample: Sample, cutoff: float, min_distance: float = 0.1, label: str = "structure") -> Sample:
-    """Compute the sample's neighbour list once (it is reused every epoch)."""
-    i, j, s, d = neighbor_list(sample.atoms(), cutoff)
-    if d.size and d.min() < min_distance:
-        k = int(np.argmin(d))
-        raise DataError(f"{label}: atoms {i[k]} and {j[k]} overlap ({d[k]:.4f} A apart)")
-    sample.center, sample.neighbor, sample.shift = i, j, s
-    return sample
+    """Compute the sample's neighbour list once (it is reused every epoch); DataError if it has none
+    (the same reasons, in the same words, as `hipot.graph.build_graph`)."""
+    return _with_neighbors([sample], cutoff, min_distance, [label])[0]
+
+
+def _with_neighbors(samples: Sequence[Sample], cutoff: float, min_distance: float, labels: Sequence[str]
+                    ) -> list[Sample]:
+    """Neighbour lists of several samples at once (`hipot.neighbors.neighbor_lists`)."""
+    try:
+        lists = neighbor_lists([s.atoms() for s in samples], cutoff, min_distance, labels=labels)
+    except StructureError as e:
+        raise DataError(str(e)) from None
+    for sample, (i, j, shift, _d) in zip(samples, lists):
+        sample.center, sample.neighbor, sample.shift = i, j, shift
+    return list(samples)
 
 
 class InMemoryDataset:
     """Samples held in memory with their neighbour lists."""
 
-    def __init__(self, samples: list[Sample], cutoff: float):
-        self.samples = [s if s.center is not None else add_neighbors(s, cutoff, label=s.source or f"frame {k}")
-                        for k, s in enumerate(samples)]
+    def __init__(self, samples: list[Sample], cutoff: float, min_distance: float = 0.1, chunk: int = 64):
+        todo = [k for k, s in enumerate(samples) if s.center is None]
+        for start in range(0, len(todo), chunk):
+            ks = todo[start:start + chunk]
+            _with_neighbors([samples[k] for k in ks], cutoff, min_distance,
+                            [samples[k].source or f"frame {k}" for k in ks])
+        self.samples = list(samples)
         self.cutoff = cutoff
 
     def __len__(self) -> int:
@@ -301,22 +328,19 @@ class Subset:
 
 
 def collate(samples: Sequence[Sample]) -> tuple[AtomGraph, Labels]:
-    """Join samples (with neighbour lists) into one graph and its labels (CPU, float64)."""
+    """Join samples (with neighbour lists) into one graph (`hipot.graph.graph_from_lists`, CPU,
+    float64) and its labels."""
     sizes = [s.num_atoms for s in samples]
     ptr = np.concatenate([[0], np.cumsum(sizes)])
     cat = np.concatenate
     t = torch.from_numpy
-    graph = AtomGraph(
-        numbers=t(cat([s.numbers for s in samples]).astype(np.int64)),
-        positions=t(cat([s.positions for s in samples]).astype(np.float64)),
-        cell=t(np.stack([s.cell for s in samples]).astype(np.float64)),
-        pbc=t(np.stack([s.pbc for s in samples])),
-        center=t(cat([s.center.astype(np.int64) + o for s, o in zip(samples, ptr)])),
-        neighbor=t(cat([s.neighbor.astype(np.int64) + o for s, o in zip(samples, ptr)])),
-        cell_shift=t(cat([s.shift for s in samples]).astype(np.float64).reshape(-1, 3)),
-        batch=torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(sizes)),
-        ptr=t(ptr.astype(np.int64)),
-    )
+    structures = StructureBatch.from_arrays([s.numbers for s in samples], [s.positions for s in samples],
+                                            [s.cell for s in samples], [s.pbc for s in samples],
+                                            [s.source for s in samples])
+    graph = graph_from_lists(structures,
+                             t(cat([s.center.astype(np.int64) + o for s, o in zip(samples, ptr)])),
+                             t(cat([s.neighbor.astype(np.int64) + o for s, o in zip(samples, ptr)])),
+                             t(cat([s.shift for s in samples]).astype(np.float64).reshape(-1, 3)))
     zeros3 = np.zeros((3, 3))
     has_f = np.array([s.forces is not None for s in samples])
     labels = Labels(

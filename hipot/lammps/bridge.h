@@ -1,0 +1,31 @@
+// SPDX-License-Identifier: MIT
+//
+// The C interface between the pair style (pair_hipot.cpp) and its Python half
+// (python_bridge.cpp): what one step hands to hipot/lammps/driver.py and gets back.
+#pragma once
+
+extern "C" {
+
+// The graph's nodes are the local atoms (LAMMPS indices 0..nlocal-1, in order) and then the ghost
+// atoms that are neighbours of a local atom; ghosts further away are never read by the model.
+struct hipot_step {
+  int nlocal, nghost;                  // LAMMPS's counts
+  long long nnodes;
+  const long long *nodes;              // (nnodes) LAMMPS index of each node
+  const int *type;                     // (nnodes) LAMMPS atom type of each node
+  long long nedges;
+  const long long *center, *neighbor;  // (nedges) node indices; centres are local atoms
+  const double *vec;                   // (nedges, 3) x[neighbor] - x[center]
+  double *f;                           // (nlocal + nghost, 3): forces are added here
+  double *eatom;                       // (nlocal) or null: per-atom energies are added here
+  double *vatom;                       // (nlocal + nghost, 6) or null: per-atom virials are added here
+  double seconds_edges;                // time LAMMPS took to list the edges (timing report)
+  double energy;                       // out: energy of the local atoms
+  double virial[6];                    // out: this rank's virial, xx yy zz xy xz yz
+};
+
+// LAMMPS forward (reverse = 0) or reverse communication, in place, of a (nlocal + nghost, width)
+// float64 array of node features or of their gradients; 0 on success.
+typedef int (*hipot_exchange_fn)(void *ctx, double *buf, long long width, int reverse);
+
+}
