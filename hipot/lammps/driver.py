@@ -38,9 +38,10 @@ from ..optional import MissingDependency
 from ..pretrained import load_model
 from ..types import AtomGraph, StructureError
 
-# exchange(pointer, width, reverse): LAMMPS communication, in place, of a C-contiguous float64
-# (nlocal + nghost, width) array (pair_hipot.cpp, PairHIPot::exchange)
-Communicate = Callable[[int, int, bool], None]
+# exchange(pointer, width, reverse, float32): LAMMPS communication, in place, of a C-contiguous
+# (nlocal + nghost, width) array of float64 slots, each holding one float64 or, with float32, two
+# float32 (bridge.h, hipot_exchange_fn; pair_hipot.cpp, PairHIPot::exchange)
+Communicate = Callable[[int, int, bool, bool], None]
 
 _LOCAL_SIZE = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "LOCAL_WORLD_SIZE")
 
@@ -191,6 +192,7 @@ class Driver:
         if embedded:
             _set_threads(self.device)
         self.timer = Timer(s.timing, self.device)
+        self.host = _HostBuffer(self.device)
         self.type_to_z: Tensor | None = None
         # Above this many edges per rank, per-edge activations are recomputed in the backward pass
         # instead of kept (hipot.evaluator.Evaluator uses the same bounds).
@@ -205,11 +207,12 @@ class Driver:
         return float(self.model.cutoff), self.exchange_width(), float(self.settings.min_distance)
 
     def exchange_width(self) -> int:
-        """The widest node-feature row any exchange sends: the invariant layers' channels, then
-        each interaction block's output irreps but the last."""
+        """float64 slots of the widest node-feature row any exchange sends (the invariant layers'
+        channels, then each interaction block's output irreps but the last; two float32 a slot)."""
         c = self.model.config
         widths = [c.invariant_channels] + [b.irreps_out.dim for b in self.model.blocks[:-1]]
-        return max(widths) if self.model.num_exchanges else 0
+        widest = max(widths) if self.model.num_exchanges else 0
+        return (widest + 1) // 2 if self.dtype == torch.float32 else widest
 
     @guarded
     def set_elements(self, elements: list[str]) -> None:
@@ -261,7 +264,7 @@ class Driver:
                           batch=torch.zeros(n, dtype=torch.long, device=dev),
                           ptr=torch.tensor([0, n], device=dev))
         options = ExecutionOptions.inference(recompute=n_edges > self.recompute_edges)
-        comm = _Exchange(self.communicate, nodes_h, nlocal, nlocal + nghost, dev, dt)
+        comm = _Exchange(self.communicate, nodes_h, nlocal, nlocal + nghost, dev, dt, self.host)
         t.lap("to_device")
 
         with frozen_weights(self.model):
@@ -338,30 +341,61 @@ class _Exchange:
     """LAMMPS communication of node features {l: (nodes, mul, 2l+1)} or of their gradients.
 
     LAMMPS communicates rows of all its nlocal + nghost atoms (a ghost may pass features on to
-    the ghosts of the next direction), so the nodes' rows are placed into a float64 host array
-    of that size and read back from it. Forward: ghost rows <- their owners' (the model's values
-    for ghost nodes are discarded). Reverse: owners += their ghosts' rows; ghost nodes then get
-    zero, the gradient having moved to the owner."""
+    the ghosts of the next direction), so the nodes' rows are placed into a host array of that
+    size and read back from it. Forward: ghost rows <- their owners' (the model's values for
+    ghost nodes are discarded). Reverse: owners += their ghosts' rows; ghost nodes then get
+    zero, the gradient having moved to the owner.
+
+    The rows are laid out on the model's device and cross to the host in one copy each way,
+    into a host buffer kept between calls (pinned for a GPU); only the rows LAMMPS reads cross
+    (forward: the local rows out, the ghost rows back; reverse: all rows out, the local rows
+    back). A float32 model sends float32 pairs in LAMMPS's float64 slots: half the bytes."""
 
     def __init__(self, communicate: Communicate, nodes: Tensor, nlocal: int, natoms: int, device: torch.device,
-                 dtype: torch.dtype):
-        self.communicate, self.nodes, self.nlocal, self.natoms = communicate, nodes, nlocal, natoms
-        self.device, self.dtype = device, dtype
+                 dtype: torch.dtype, host: "_HostBuffer"):
+        self.communicate, self.nlocal, self.natoms = communicate, nlocal, natoms
+        self.nodes = nodes.to(device)
+        self.device, self.dtype, self.host = device, dtype, host
+        self.float32 = dtype == torch.float32  # else float64: one number a slot
 
     def __call__(self, xs: dict[int, Tensor], reverse: bool) -> dict[int, Tensor]:
         keys = sorted(xs)
-        n = self.nodes.numel()
-        flat = torch.cat([xs[l].detach().reshape(n, xs[l].shape[1] * xs[l].shape[2]) for l in keys],
-                         dim=1).to("cpu", torch.float64)
-        rows = torch.zeros((self.natoms, flat.shape[1]), dtype=torch.float64)
-        if reverse:
-            rows.index_copy_(0, self.nodes, flat)
+        n, nlocal = self.nodes.numel(), self.nlocal
+        widths = [xs[l].shape[1] * xs[l].shape[2] for l in keys]
+        width = sum(widths) + (sum(widths) % 2 if self.float32 else 0)  # whole float64 slots
+        rows = self.host.get(self.natoms * width, self.dtype).view(self.natoms, width)
+        flat = torch.cat([xs[l].detach().reshape(n, w) for l, w in zip(keys, widths)], dim=1)
+        if width > flat.shape[1]:
+            flat = torch.nn.functional.pad(flat, (0, width - flat.shape[1]))
+        if reverse and self.device.type == "cpu":
+            rows.zero_().index_copy_(0, self.nodes, flat)
+        elif reverse:
+            laid = torch.zeros((self.natoms, width), dtype=self.dtype, device=self.device)
+            rows.copy_(laid.index_copy_(0, self.nodes, flat))
         else:
-            rows[: self.nlocal] = flat[: self.nlocal]  # owners are local atoms
-        self.communicate(rows.data_ptr(), rows.shape[1], reverse)
-        flat = rows.index_select(0, self.nodes)
+            rows[:nlocal].copy_(flat[:nlocal])  # owners are local atoms; LAMMPS fills the ghost rows
+        slots = width // 2 if self.float32 else width
+        self.communicate(rows.data_ptr(), slots, reverse, self.float32)
         if reverse:
-            flat[self.nlocal :] = 0.0
-        flat = flat.to(self.device, self.dtype)
-        parts = flat.split([xs[l].shape[1] * xs[l].shape[2] for l in keys], dim=1)
+            out = torch.zeros((n, width), dtype=self.dtype, device=self.device)
+            out[:nlocal] = rows[:nlocal]
+        else:
+            ghosts = rows[nlocal:].to(self.device)
+            out = torch.cat([flat[:nlocal], ghosts.index_select(0, self.nodes[nlocal:] - nlocal)])
+        parts = out[:, : sum(widths)].split(widths, dim=1)
         return {l: p.reshape(xs[l].shape).contiguous() for l, p in zip(keys, parts)}
+
+
+class _HostBuffer:
+    """One growing host buffer for the exchanges of every step (pinned when the model is on a GPU,
+    so that the copies run at full speed and nothing is allocated per exchange)."""
+
+    def __init__(self, device: torch.device):
+        self.pin = device.type == "cuda"
+        self.data = torch.empty(0, dtype=torch.uint8)
+
+    def get(self, numel: int, dtype: torch.dtype) -> Tensor:
+        nbytes = numel * dtype.itemsize
+        if self.data.numel() < nbytes:
+            self.data = torch.empty(int(nbytes * 1.25) + 64, dtype=torch.uint8, pin_memory=self.pin)
+        return self.data[:nbytes].view(dtype)

@@ -134,9 +134,9 @@ class PairHIPot : public Pair {
   void unpack_reverse_comm(int, int *, double *) override;
 
   // Called by the model between layers: features (or their gradients) of all nlocal + nghost
-  // atoms (rows of ghosts that are no node are zero), `width` float64 numbers each,
-  // communicated in place.
-  int exchange(double *buf, long long width, int reverse);
+  // atoms (rows of ghosts that are no node are zero), `width` float64 slots each (bridge.h,
+  // hipot_exchange_fn), communicated in place.
+  int exchange(double *buf, long long width, int mode);
 
  private:
   const Bridge *bridge = nullptr;
@@ -145,6 +145,7 @@ class PairHIPot : public Pair {
   int max_width = 0;
   double *xbuf = nullptr;
   int xwidth = 0;
+  bool xfloat32 = false;  // the rows hold float32 pairs: the reverse communication adds floats
   std::vector<long long> nodes, node_of, edge_center, edge_neighbor;
   std::vector<int> node_type;
   std::vector<std::string> elements;  // of pair_coeff, kept for a repeated pair_style
@@ -158,9 +159,9 @@ class PairHIPot : public Pair {
 
 }  // namespace LAMMPS_NS
 
-static int exchange_callback(void *ctx, double *buf, long long width, int reverse)
+static int exchange_callback(void *ctx, double *buf, long long width, int mode)
 {
-  return static_cast<PairHIPot *>(ctx)->exchange(buf, width, reverse);
+  return static_cast<PairHIPot *>(ctx)->exchange(buf, width, mode);
 }
 
 PairHIPot::PairHIPot(LAMMPS *lmp) : Pair(lmp)
@@ -373,13 +374,14 @@ void PairHIPot::compute(int eflag, int vflag)
     for (int k = 0; k < 6; ++k) virial[k] += step.virial[k];
 }
 
-int PairHIPot::exchange(double *buf, long long width, int reverse)
+int PairHIPot::exchange(double *buf, long long width, int mode)
 {
   if (width < 0 || width > comm_forward) return 1;
   xbuf = buf;
   xwidth = static_cast<int>(width);
+  xfloat32 = (mode & HIPOT_EXCHANGE_FLOAT32) != 0;
   try {
-    if (reverse)
+    if (mode & HIPOT_EXCHANGE_REVERSE)
       comm->reverse_comm(this, xwidth);
     else
       comm->forward_comm(this, xwidth);
@@ -408,6 +410,15 @@ int PairHIPot::pack_reverse_comm(int n, int first, double *buf)
 
 void PairHIPot::unpack_reverse_comm(int n, int *list, double *buf)
 {
+  if (xfloat32) {
+    const int w = 2 * xwidth;
+    for (int i = 0; i < n; ++i) {
+      float *row = reinterpret_cast<float *>(xbuf + (long long) list[i] * xwidth);
+      const float *src = reinterpret_cast<const float *>(buf + (long long) i * xwidth);
+      for (int k = 0; k < w; ++k) row[k] += src[k];
+    }
+    return;
+  }
   for (int i = 0; i < n; ++i) {
     double *row = xbuf + (long long) list[i] * xwidth;
     const double *src = buf + i * xwidth;

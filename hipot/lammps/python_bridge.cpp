@@ -68,13 +68,14 @@ PyObject *py_exchange(PyObject *self, PyObject *args)
 {
   unsigned long long ptr = 0;
   long long width = 0;
-  int reverse = 0;
-  if (!PyArg_ParseTuple(args, "KLp", &ptr, &width, &reverse)) return nullptr;
+  int reverse = 0, float32 = 0;
+  if (!PyArg_ParseTuple(args, "KLpp", &ptr, &width, &reverse, &float32)) return nullptr;
+  const int mode = (reverse ? HIPOT_EXCHANGE_REVERSE : 0) | (float32 ? HIPOT_EXCHANGE_FLOAT32 : 0);
   auto *target = static_cast<ExchangeTarget *>(PyCapsule_GetPointer(self, "hipot.exchange"));
   if (!target) return nullptr;
   int rc = 0;
   Py_BEGIN_ALLOW_THREADS
-  rc = target->fn(target->ctx, reinterpret_cast<double *>(ptr), width, reverse);
+  rc = target->fn(target->ctx, reinterpret_cast<double *>(ptr), width, mode);
   Py_END_ALLOW_THREADS
   if (rc != 0) {
     PyErr_SetString(PyExc_RuntimeError, "LAMMPS communication of hipot node features failed");
@@ -84,7 +85,7 @@ PyObject *py_exchange(PyObject *self, PyObject *args)
 }
 
 PyMethodDef exchange_def = {"exchange", py_exchange, METH_VARARGS,
-                            "exchange(pointer, width, reverse): LAMMPS forward or reverse communication, in place"};
+                            "exchange(pointer, width, reverse, float32): LAMMPS forward or reverse communication, in place"};
 
 void free_target(PyObject *capsule)
 {
