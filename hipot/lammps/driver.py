@@ -14,6 +14,9 @@ all ranks with respect to this rank's edges: forces (on ghosts too: LAMMPS sends
 owners, `newton on`), per-atom energies and the virial, exactly.
 
 Keywords of `pair_style hipot MODEL [keyword value ...]` are parsed here (see docs/lammps.md).
+
+Why one module: the settings, the step, its staged gradient and the exchange are the one Python
+object the C++ bridge calls; apart they would only pass its state around.
 """
 from __future__ import annotations
 

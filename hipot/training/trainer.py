@@ -6,8 +6,8 @@ RNG states, accumulated epoch metrics and the position (epoch, step) of the next
 sampler and the learning rate are pure functions of that position, so a run killed at any
 moment and resumed from its last checkpoint sees the same batches in the same order.
 
-The module is longer than most (~670 lines) because the loop, its checkpoints, its stop on
-Ctrl-C and its outputs all work on one Trainer's state; what does not (data, loss, sampler,
+Why one module: the loop, its checkpoints, its stop on Ctrl-C and its outputs all work on one
+Trainer's state (~670 lines); what does not (data, loss, sampler,
 statistics, configuration) lives in modules of its own.
 """
 from __future__ import annotations
