@@ -129,13 +129,15 @@ class Evaluator:
             graph = build_graph(batch, self.model.cutoff, self.model.species, self.min_distance,
                                 labels=group_labels, device=self.device, dtype=self.dtype,
                                 max_neighbors=self.max_neighbors)
-            periodic = graph.periodic.cpu().numpy()  # the one place that decides which results have a stress
+            # which results have a stress (as AtomGraph.periodic), and the atom offsets: from the
+            # host's structures, no device sync
+            periodic = np.array([bool(np.all(a.pbc)) for a in batch])
             pred = self.step(graph, stress and bool(periodic.any()), labels=group_labels)
             energy = pred.energy.detach().double().cpu().numpy()
             energies = pred.energies.detach().double().cpu().numpy()
             forces = pred.forces.detach().double().cpu().numpy()
             stresses = pred.stress.detach().double().cpu().numpy() if pred.stress is not None else None
-            ptr = graph.ptr.cpu().numpy()
+            ptr = np.concatenate([[0], np.cumsum([len(a) for a in batch])])
             for b, k in enumerate(group):
                 s = slice(ptr[b], ptr[b + 1])
                 res: dict[str, object] = {"energy": float(energy[b]), "free_energy": float(energy[b]),

@@ -23,7 +23,7 @@ from ase import Atoms
 from torch import Tensor
 
 from .lattice import lattices
-from .neighbors import Edges, find_edges, gpu_neighbor_list_available, neighbor_list, neighbor_lists
+from .neighbors import Edges, edge_frame, find_edges, gpu_neighbor_list_available, neighbor_list, neighbor_lists
 from .structures import MAX_NEIGHBORS, Frame, StructureBatch, check_structure, checked_frame, frame
 from .types import AtomGraph, StructureError
 
@@ -56,8 +56,11 @@ def build_graph(structures: Sequence[Atoms], cutoff: float, supported: Sequence[
     """
     if len(structures) == 0:
         raise StructureError("no structures given")
-    batch = StructureBatch.from_atoms(structures, labels, device)
-    return _build(batch, cutoff, supported, min_distance, max_neighbors, method, gpu_min_atoms, dtype)
+    # host arrays: checked and framed with numpy, uploaded once as a finished graph where vesin on the
+    # CPU lists every structure (tiny device kernels and host syncs would cost more than the work)
+    batch = StructureBatch.from_atoms(structures, labels)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    return _build(batch, cutoff, supported, min_distance, max_neighbors, method, gpu_min_atoms, dtype, device)
 
 
 def build_graph_from_tensors(positions: Tensor, numbers: Tensor, cell: Tensor, pbc: Tensor, system_idx: Tensor,
@@ -76,10 +79,15 @@ def build_graph_from_tensors(positions: Tensor, numbers: Tensor, cell: Tensor, p
 
 
 def _build(batch: StructureBatch, cutoff: float, supported: Sequence[int] | None, min_distance: float,
-           max_neighbors: float, method: str, gpu_min_atoms: int, dtype: torch.dtype) -> AtomGraph:
-    fr, n_img = checked_frame(batch, supported, cutoff, min_distance, max_neighbors)
+           max_neighbors: float, method: str, gpu_min_atoms: int, dtype: torch.dtype,
+           device: torch.device | None = None) -> AtomGraph:
+    """device: the graph's device for a batch of host arrays (None: a batch on its device, kept there)."""
+    fr, n_img = checked_frame(batch, supported, cutoff, min_distance, max_neighbors, host=device is not None)
+    if device is not None:
+        fr = edge_frame(fr, n_img, method, gpu_min_atoms, device)
     edges = find_edges(fr, n_img, cutoff, min_distance, method, gpu_min_atoms)
-    return assemble(fr, edges, dtype)
+    graph = assemble(fr, edges, dtype)
+    return graph.to(device) if device is not None and graph.positions.device != device else graph
 
 
 def assemble(fr: Frame, edges: Edges, dtype: torch.dtype = torch.float64) -> AtomGraph:
@@ -98,7 +106,6 @@ def graph_from_lists(batch: StructureBatch, center: Tensor, neighbor: Tensor, sh
     """The AtomGraph of structures whose neighbour lists are known: atom indices over the whole
     batch, integer shifts of each structure's input cell (as `neighbor_list` gives them). The
     structures are not checked again (they were when their lists were made)."""
-    host_cell = batch.cell.cpu().numpy()
-    host_pbc = batch.pbc.cpu().numpy()
-    fr = frame(batch, lattices(host_cell, host_pbc))
+    host = batch.device.type == "cpu"  # (training's collate: host arrays)
+    fr = frame(batch, lattices(batch.cell.cpu().numpy(), batch.pbc.cpu().numpy()), host)
     return assemble(fr, Edges(center, neighbor, fr.frame_shifts(center, neighbor, shift)), dtype)

@@ -35,6 +35,7 @@ class Lattices:
     shortest_vector: np.ndarray  # (B, 3) int64 that vector as a combination of the input cell's vectors
     problems: list[str | None]  # why a structure's cell is unusable, else None
     reduced: np.ndarray  # (B,) bool: box rows differ from the input cell's (to_cell is not the identity)
+    inverse: np.ndarray  # (B, 3, 3) inverses of the boxes (fractional coordinates are x @ inverse)
 
     @property
     def dims(self) -> np.ndarray:
@@ -49,8 +50,11 @@ def lattices(cell: np.ndarray, pbc: np.ndarray) -> Lattices:
     finite = np.isfinite(cell).all(axis=(1, 2))
     cell = np.where(finite[:, None, None], cell, 0.0)
     k = pbc.sum(axis=1)
-    order = np.argsort(~pbc, axis=1, kind="stable")  # periodic directions first
-    rows = np.take_along_axis(cell, order[:, :, None], axis=1)
+    if pbc.all():  # the common case: every direction periodic, already in order (saves the sort)
+        rows = cell
+    else:
+        order = np.argsort(~pbc, axis=1, kind="stable")  # periodic directions first
+        rows = np.take_along_axis(cell, order[:, :, None], axis=1)
     lengths = np.linalg.norm(rows, axis=2)  # in that order
     first_k = np.arange(3)[None, :] < k[:, None]
     ab = _cross(rows[:, 0], rows[:, 1])
@@ -79,10 +83,12 @@ def lattices(cell: np.ndarray, pbc: np.ndarray) -> Lattices:
         to_cell[b][np.ix_(p, p)] = t
         from_cell[b][np.ix_(p, p)] = np.rint(np.linalg.inv(t)).astype(np.int64)
         box[b] = complete(t @ cell[b, p], p)
-    heights, volume = _heights(box, ok_pbc)
+    inv = inverse(box)
+    heights, volume = _heights(box, inv, ok_pbc)
     shortest, vector = _shortest(box, ok_pbc)
-    vector = np.matmul(vector[:, None, :], to_cell)[:, 0]  # in the input cell's vectors
-    return Lattices(pbc, box, to_cell, from_cell, heights, volume, shortest, vector, problems, reduced)
+    if reduced.any():
+        vector = np.matmul(vector[:, None, :], to_cell)[:, 0]  # in the input cell's vectors
+    return Lattices(pbc, box, to_cell, from_cell, heights, volume, shortest, vector, problems, reduced, inv)
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -156,6 +162,8 @@ def complete(rows: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def _complete(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     """`complete` for a batch: periodic rows kept, the others an orthonormal complement of them."""
+    if pbc.all():
+        return cell.copy()
     k = pbc.sum(axis=1)
     order = np.argsort(~pbc, axis=1, kind="stable")
     rows = np.take_along_axis(cell, order[:, :, None], axis=1)
@@ -175,28 +183,32 @@ def _complete(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     return box
 
 
-def _heights(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _heights(box: np.ndarray, inv: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Heights of the periodic directions of full-rank boxes: the complement rows are orthonormal and
-    orthogonal to the periodic ones, so the box's own plane distances are the periodic lattice's."""
-    faces = np.stack([_cross(box[:, 1], box[:, 2]), _cross(box[:, 2], box[:, 0]), _cross(box[:, 0], box[:, 1])], 1)
-    det = np.abs((box[:, 0] * faces[:, 0]).sum(axis=1))
-    heights = np.where(pbc, det[:, None] / np.linalg.norm(faces, axis=2), np.inf)
+    orthogonal to the periodic ones, so the box's own plane distances are the periodic lattice's
+    (1 / the length of the inverse's column: a plane normal over the volume)."""
+    det = np.abs(np.linalg.det(box))
+    heights = np.where(pbc, 1.0 / np.linalg.norm(inv, axis=1), np.inf)
     return heights, np.where(pbc.any(axis=1), det, 1.0)
 
 
 def inverse(box: np.ndarray) -> np.ndarray:
-    """Inverses of full-rank 3x3 boxes (B, 3, 3) from cross products (LAPACK's batched inverse costs
-    more than the whole rest of a batch's lattice work)."""
-    faces = np.stack([_cross(box[:, 1], box[:, 2]), _cross(box[:, 2], box[:, 0]), _cross(box[:, 0], box[:, 1])], -1)
-    return faces / (box[:, 0] * faces[:, :, 0]).sum(axis=1)[:, None, None]
+    """Inverses of full-rank 3x3 boxes (B, 3, 3)."""
+    return np.linalg.inv(box)
+
+
+_COMBOS = np.array([c for c in itertools.product((-1, 0, 1), repeat=3) if any(c)], dtype=np.int64)  # (26, 3)
+_COMBOS_F = _COMBOS.astype(np.float64)
+_COMBO_DIRS = _COMBOS != 0  # (26, 3) the directions each combination uses
 
 
 def _shortest(box: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The shortest non-zero combination with coefficients in {-1, 0, 1} of each box's periodic
     vectors (for a reduced basis in 3D or less, the shortest lattice vector)."""
-    combos = np.array([c for c in itertools.product((-1, 0, 1), repeat=3) if any(c)], dtype=np.int64)  # (26, 3)
-    ok = ~((combos[None, :, :] != 0) & ~pbc[:, None, :]).any(axis=2)  # (B, 26): only periodic directions
-    lengths = np.linalg.norm(np.matmul(combos.astype(np.float64)[None], box), axis=2)
-    lengths = np.where(ok, lengths, np.inf)
+    combos = _COMBOS
+    lengths = np.linalg.norm(np.matmul(_COMBOS_F[None], box), axis=2)
+    if not pbc.all():
+        ok = ~(_COMBO_DIRS[None] & ~pbc[:, None, :]).any(axis=2)  # (B, 26): only periodic directions
+        lengths = np.where(ok, lengths, np.inf)
     k = np.argmin(lengths, axis=1)
     return lengths[np.arange(len(box)), k], combos[k] * pbc.any(axis=1, keepdims=True)

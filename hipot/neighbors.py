@@ -53,10 +53,13 @@ class Edges:
 
 def find_edges(fr: Frame, n_img: np.ndarray, cutoff: float, min_distance: float, method: str = "auto",
                gpu_min_atoms: int = 256) -> Edges:
-    """All edges of a checked frame, found on its device; raises StructureError for overlapping atoms."""
+    """All edges of a checked frame, found on its device; raises StructureError for overlapping atoms.
+    A host frame (`Frame.host`) that vesin on the CPU lists entirely is done in numpy."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
-    plan = _plan(fr, n_img, method, gpu_min_atoms)
+    plan = _plan(fr, n_img, method, gpu_min_atoms, fr.positions.device)
+    if fr.host and all(m == "vesin" for m in plan):
+        return _host_edges(fr, n_img, cutoff, min_distance)
     dev = fr.positions.device
     parts: list[tuple[Tensor, Tensor, Tensor]] = []
     pairs = [b for b, m in enumerate(plan) if m == "pairs"]
@@ -79,9 +82,38 @@ def find_edges(fr: Frame, n_img: np.ndarray, cutoff: float, min_distance: float,
     return Edges(center, neighbor, shift, d)
 
 
-def _plan(fr: Frame, n_img: np.ndarray, method: str, gpu_min_atoms: int) -> list[str]:
+def _host_edges(fr: Frame, n_img: np.ndarray, cutoff: float, min_distance: float) -> Edges:
+    """`find_edges` of a host frame listed by vesin on the CPU: the same steps in numpy."""
+    i, j, sh, d = _vesin_edges(fr, list(range(fr.structures.num_structures)), [False] * fr.structures.num_structures,
+                               n_img, cutoff, host=True)[0]
+    keep = d < cutoff  # as in find_edges
+    if not keep.all():
+        i, j, sh, d = i[keep], j[keep], sh[keep], d[keep]
+    if len(d) and d.min() < min_distance:  # the common case needs no per-structure minimum
+        shortest = np.full(fr.structures.num_structures, np.inf)
+        np.minimum.at(shortest, fr.batch.numpy()[i], d)
+        b = int(np.flatnonzero(shortest < min_distance)[0])
+        k = int(np.argmin(np.where(fr.batch.numpy()[i] == b, d, np.inf)))
+        _overlap_error(fr, b, *(torch.from_numpy(x[k:k + 1]) for x in (i, j, sh)), float(d[k]), min_distance)
+    t = torch.from_numpy
+    return Edges(t(i), t(j), t(sh), t(d))
+
+
+def edge_frame(fr: Frame, n_img: np.ndarray, method: str, gpu_min_atoms: int,
+               device: torch.device | str | None) -> Frame:
+    """Where `find_edges` is to work on a frame for a graph on `device`: a host frame stays on the
+    host when vesin on the CPU lists every structure (the graph is uploaded once, finished), else
+    it moves to the device, whose methods then find the edges."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if fr.host and device.type != "cpu" and any(m != "vesin" for m in _plan(fr, n_img, method, gpu_min_atoms, device)):
+        return fr.to(device)
+    return fr
+
+
+def _plan(fr: Frame, n_img: np.ndarray, method: str, gpu_min_atoms: int, device: torch.device) -> list[str]:
+    """The method of each structure for edges found for a graph on `device`."""
     sizes = fr.structures.sizes
-    on_gpu = fr.positions.device.type == "cuda"
+    on_gpu = device.type == "cuda"
     budget = PAIR_BUDGET["cuda" if on_gpu else "cpu"]
     fits = sizes.astype(np.float64) ** 2 * np.prod(2 * n_img + 1, axis=1) <= budget
     big = (sizes >= gpu_min_atoms) | ~fits
@@ -151,10 +183,12 @@ def _chunks(members: list[int], sizes: np.ndarray, n_img: np.ndarray, budget: fl
 # ----------------------------------------------------------------------------- vesin
 
 def _vesin_edges(fr: Frame, members: list[int], on_device: list[bool], n_img: np.ndarray,
-                 cutoff: float) -> list[tuple[Tensor, ...]]:
+                 cutoff: float, host: bool = False) -> list[tuple[Tensor, ...]]:
+    """Edges of members by vesin, in parts (each: center, neighbor, shift, distance). host: every
+    member on the CPU, returned as one part of numpy arrays."""
     dev = fr.positions.device
     pos, offsets, boxes, periodic, kept, rcs, faces = _vesin_inputs(fr, members, cutoff)
-    host = pos.cpu().numpy() if not all(on_device) else None  # one copy for every structure the CPU lists
+    host_pos = pos.cpu().numpy() if not all(on_device) else None  # one copy for every structure the CPU lists
     ptr, sizes = fr.structures.ptr, fr.structures.sizes
     budget = PAIR_BUDGET["cuda" if dev.type == "cuda" else "cpu"]
     cpu_parts, dev_parts, fallback = [], [], []
@@ -175,11 +209,17 @@ def _vesin_edges(fr: Frame, members: list[int], on_device: list[bool], n_img: np
             dev_parts.append((i[ok] + int(ptr[b]), j[ok] + int(ptr[b]), sh[ok].to(torch.float64), d[ok]))
         else:
             nl = vesin.NeighborList(cutoff=rcs[k], full_list=True)
-            i, j, sh, d = nl.compute(host[sl], boxes[k], [bool(periodic[k])] * 3, "ijSd")
+            i, j, sh, d = nl.compute(host_pos[sl], boxes[k], [bool(periodic[k])] * 3, "ijSd")
             if not kept[k].all():
                 ok = (sh[:, ~kept[k]] == 0).all(axis=1)
                 i, j, sh, d = i[ok], j[ok], sh[ok], d[ok]
             cpu_parts.append((i.astype(np.int64) + ptr[b], j.astype(np.int64) + ptr[b], sh, d))
+    if host:  # in the order of the device path below: vesin's structures, then the pairs method's
+        if fallback:
+            cpu_parts += [tuple(x.numpy() for x in p) for p in _pair_edges(fr, fallback, n_img, cutoff)]
+        parts = cpu_parts or [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0))]
+        return [tuple((np.concatenate([p[c] for p in parts]) if len(parts) > 1 else parts[0][c]).astype(dt, copy=False)
+                      for c, dt in enumerate((np.int64, np.int64, np.float64, np.float64)))]
     out = dev_parts
     if cpu_parts:
         i, j, sh, d = (np.concatenate([p[c] for p in cpu_parts]) if len(cpu_parts) > 1 else cpu_parts[0][c]
@@ -340,15 +380,21 @@ def _check_overlaps(fr: Frame, center: Tensor, neighbor: Tensor, shift: Tensor, 
         return
     b = int(bad[0])
     k = int(torch.argmin(torch.where(owner == b, d, torch.full_like(d, math.inf))))
+    _overlap_error(fr, b, center[k:k + 1], neighbor[k:k + 1], shift[k:k + 1], float(d[k]), min_distance)
+
+
+def _overlap_error(fr: Frame, b: int, center: Tensor, neighbor: Tensor, shift: Tensor, distance: float,
+                   min_distance: float) -> None:
+    """Raise the StructureError of structure b's shortest edge (one edge given, on any device)."""
     start = int(fr.structures.ptr[b])
-    i, j = int(center[k]) - start, int(neighbor[k]) - start
-    s = fr.input_shifts(center[k:k + 1], neighbor[k:k + 1], shift[k:k + 1])[0].round().long().tolist()
+    i, j = int(center[0]) - start, int(neighbor[0]) - start
+    s = fr.input_shifts(center, neighbor, shift)[0].round().long().tolist()
     label = fr.structures.labels[b]
     if i == j:
         raise StructureError(
-            f"{label}: atom {i} and its own periodic image (cell shift {s}) are {float(d[k]):.4f} A apart, below "
+            f"{label}: atom {i} and its own periodic image (cell shift {s}) are {distance:.4f} A apart, below "
             f"min_distance={min_distance} A: the cell is too small or too thin along that lattice vector")
-    raise StructureError(f"{label}: atoms {i} and {j} overlap ({float(d[k]):.4f} A apart, below "
+    raise StructureError(f"{label}: atoms {i} and {j} overlap ({distance:.4f} A apart, below "
                          f"min_distance={min_distance} A)")
 
 
@@ -362,8 +408,9 @@ def neighbor_lists(structures: Sequence[Atoms], cutoff: float, min_distance: flo
     arrays: center, neighbor (atom indices of the structure), integer shifts of its input cell and
     distances. Edge k joins atom center[k] to the image of neighbor[k] at
     positions[neighbor] + shift @ cell, for the structure's positions as given."""
-    batch = StructureBatch.from_atoms(structures, labels, device)
-    fr, n_img = checked_frame(batch, supported, cutoff, min_distance, max_neighbors)
+    batch = StructureBatch.from_atoms(structures, labels)
+    fr, n_img = checked_frame(batch, supported, cutoff, min_distance, max_neighbors, host=True)
+    fr = edge_frame(fr, n_img, method, 256, device)
     e = find_edges(fr, n_img, cutoff, min_distance, method)
     shift = fr.input_shifts(e.center, e.neighbor, e.shift).round().long()
     owner = fr.batch[e.center]

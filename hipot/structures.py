@@ -15,6 +15,7 @@ sees coordinates of the size of the structure, not of its distance to the origin
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -25,7 +26,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from torch import Tensor
 
-from .lattice import Lattices, inverse, lattices
+from .lattice import Lattices, lattices
 from .types import StructureError
 
 MAX_COORDINATE = 1e9  # A: float64 resolves 1e-7 A there; farther is no atomic structure
@@ -116,24 +117,70 @@ def _symbol(z: int) -> str:
     return chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z)
 
 
-def check_atoms(batch: StructureBatch, supported: Sequence[int] | None = None) -> Lattices:
-    """Sizes, coordinates, elements and cells (one host sync); returns the batch's lattices."""
-    B, dev = batch.num_structures, batch.device
-    if B == 0:
-        raise StructureError("no structures given")
+@functools.lru_cache(maxsize=16)
+def _element_table(supported: tuple[int, ...]) -> np.ndarray:
+    """Bool lookup table by atomic number of a model's elements (built once per model)."""
+    table = np.zeros(max(max(supported, default=0), 119) + 1, dtype=bool)
+    table[list(supported)] = True
+    return table
+
+
+@functools.lru_cache(maxsize=16)
+def _element_table_on(supported: tuple[int, ...], device: torch.device) -> Tensor:
+    return torch.from_numpy(_element_table(supported)).to(device)
+
+
+def _atom_flags_host(batch: StructureBatch, supported: Sequence[int] | None) -> tuple[np.ndarray, tuple]:
+    """Per structure: any non-finite, far or unknown atom (B, 3); and those per-atom masks. numpy,
+    for a batch from host arrays."""
+    pos, z = batch.positions.numpy(), batch.numbers.numpy()
+    finite = np.isfinite(pos).all(axis=1)
+    far = np.abs(pos).max(axis=1, initial=0.0) > MAX_COORDINATE
+    if supported is not None:
+        table = _element_table(tuple(supported))
+        unknown = ~table[np.clip(z, 0, len(table) - 1)] | (z < 0) | (z >= len(table))
+    else:
+        unknown = np.zeros_like(finite)
+    masks = (~finite, far & finite, unknown)
+    per_atom = np.stack(masks, axis=1)
+    B = batch.num_structures
+    if not per_atom.any():  # the common case: nothing to attribute to a structure
+        return np.zeros((B, 3), dtype=bool), masks
+    owner = np.repeat(np.arange(B), batch.sizes)
+    flags = np.stack([np.bincount(owner, weights=per_atom[:, k], minlength=B) > 0 for k in range(3)], axis=1)
+    return flags, masks
+
+
+def _atom_flags_torch(batch: StructureBatch, supported: Sequence[int] | None) -> tuple[Tensor, tuple]:
+    """`_atom_flags_host` on the batch's device (no host sync: the flags come back with the cell)."""
     bad_pos = ~torch.isfinite(batch.positions).all(dim=1)
     far = batch.positions.abs().amax(dim=1) > MAX_COORDINATE
     if supported is not None:
-        table = torch.zeros(max(max(supported, default=0), 119) + 1, dtype=torch.bool, device=dev)
-        table[torch.as_tensor(list(supported), dtype=torch.long, device=dev)] = True
+        table = _element_table_on(tuple(supported), batch.device)
         z = batch.numbers
         unknown = ~table[z.clamp(0, table.numel() - 1)] | (z < 0) | (z >= table.numel())
     else:
         unknown = torch.zeros_like(bad_pos)
     per_atom = torch.stack([bad_pos, far & ~bad_pos, unknown], dim=1).to(torch.float64)
-    flags = torch.zeros((B, 3), dtype=torch.float64, device=dev).index_add_(0, batch.batch(), per_atom)
-    host = torch.cat([flags, batch.cell.reshape(B, 9), batch.pbc.reshape(B, 3).to(torch.float64)], dim=1).cpu().numpy()
-    flags, cell, pbc = host[:, :3], host[:, 3:12].reshape(B, 3, 3), host[:, 12:].astype(bool)
+    flags = torch.zeros((batch.num_structures, 3), dtype=torch.float64, device=batch.device).index_add_(
+        0, batch.batch(), per_atom)
+    return flags, (bad_pos, far & ~bad_pos, unknown)
+
+
+def check_atoms(batch: StructureBatch, supported: Sequence[int] | None = None, host: bool = False) -> Lattices:
+    """Sizes, coordinates, elements and cells; returns the batch's lattices. host: the batch's tensors
+    are host arrays (CPU, from ase.Atoms), checked with numpy; else on their device (one host sync)."""
+    B = batch.num_structures
+    if B == 0:
+        raise StructureError("no structures given")
+    if host:
+        flags, masks = _atom_flags_host(batch, supported)
+        cell, pbc = batch.cell.numpy(), batch.pbc.numpy()
+    else:
+        flags, masks = _atom_flags_torch(batch, supported)
+        host_data = torch.cat([flags, batch.cell.reshape(B, 9), batch.pbc.reshape(B, 3).to(torch.float64)],
+                              dim=1).cpu().numpy()
+        flags, cell, pbc = host_data[:, :3] > 0, host_data[:, 3:12].reshape(B, 3, 3), host_data[:, 12:].astype(bool)
     lat = lattices(cell, pbc)
     for b in range(B):
         label = batch.labels[b]
@@ -141,9 +188,9 @@ def check_atoms(batch: StructureBatch, supported: Sequence[int] | None = None) -
             raise StructureError(f"{label}: empty structure (no atoms)")
         if flags[b].any():
             s = slice(int(batch.ptr[b]), int(batch.ptr[b + 1]))
-            kind = int(np.argmax(flags[b] > 0))
-            mask = (bad_pos, far, unknown)[kind][s].cpu().numpy()
-            atoms = np.flatnonzero(mask)
+            kind = int(np.argmax(flags[b]))
+            mask = masks[kind][s]
+            atoms = np.flatnonzero(mask.cpu().numpy() if isinstance(mask, Tensor) else mask)
             if kind == 0:
                 raise StructureError(f"{label}: non-finite positions for atoms {atoms[:10].tolist()}")
             if kind == 1:
@@ -180,6 +227,15 @@ class Frame:
     wrap: Tensor  # (N, 3) float64 integers K: positions = input - reference - K @ box
     batch: Tensor  # (N,)
     spread: np.ndarray  # (B, 3) extent of each structure along each box row, in units of the row
+    host: bool = False  # made from host arrays by numpy (`frame(host=True)`): CPU tensors, numpy work on them
+
+    def to(self, device: torch.device | str) -> "Frame":
+        """The same frame on `device`, for the device's neighbour-list methods."""
+        b = self.structures
+        batch = StructureBatch(b.positions.to(device), b.numbers.to(device), b.cell.to(device), b.pbc.to(device),
+                               b.sizes, b.labels)
+        return Frame(batch, self.lattice, self.box.to(device), self.positions.to(device), self.wrap.to(device),
+                     self.batch.to(device), self.spread)
 
     def edge_vectors(self, center: Tensor, neighbor: Tensor, shift: Tensor) -> Tensor:
         """float64 edge vectors of edges given with shifts in the box's basis."""
@@ -217,16 +273,18 @@ def segment_range(x: Tensor, index: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return lo, hi
 
 
-def frame(batch: StructureBatch, lat: Lattices) -> Frame:
+def frame(batch: StructureBatch, lat: Lattices, host: bool = False) -> Frame:
     """Wrap each structure's periodic coordinates next to its first atom (nearest image in the
-    reduced lattice) and subtract the centre of its bounding box."""
+    reduced lattice) and subtract the centre of its bounding box. host: with numpy (see check_atoms)."""
+    if host:
+        return _frame_host(batch, lat)
     dev = batch.device
     idx = batch.batch()
     box = torch.from_numpy(lat.box).to(dev)
     pbc = torch.from_numpy(lat.pbc).to(dev)
     first = torch.from_numpy(batch.ptr[:-1]).to(dev)
     rel = batch.positions - batch.positions[first][idx]
-    frac = rows_times(rel, torch.from_numpy(inverse(lat.box)).to(dev)[idx])
+    frac = rows_times(rel, torch.from_numpy(lat.inverse).to(dev)[idx])
     wrap = torch.where(pbc[idx], torch.round(frac), torch.zeros_like(frac))
     pos = batch.positions - rows_times(wrap, box[idx])
     lo, hi = segment_range(pos, idx, batch.num_structures)
@@ -234,6 +292,22 @@ def frame(batch: StructureBatch, lat: Lattices) -> Frame:
     flo, fhi = segment_range(frac - wrap, idx, batch.num_structures)
     spread = (fhi - flo).cpu().numpy()
     return Frame(batch, lat, box, pos, wrap, idx, spread)
+
+
+def _frame_host(batch: StructureBatch, lat: Lattices) -> Frame:
+    """`frame` in numpy, the same operations in the same order (structures are non-empty: checked)."""
+    x, sizes, starts = batch.positions.numpy(), batch.sizes, batch.ptr[:-1]
+    idx = np.repeat(np.arange(batch.num_structures), sizes)
+    rel = x - np.repeat(x[starts], sizes, axis=0)
+    frac = rows_times(rel, lat.inverse[idx])
+    wrap = np.where(lat.pbc[idx], np.round(frac), 0.0)
+    pos = x - rows_times(wrap, lat.box[idx])
+    lo, hi = np.minimum.reduceat(pos, starts, axis=0), np.maximum.reduceat(pos, starts, axis=0)
+    pos = pos - np.repeat(0.5 * (lo + hi), sizes, axis=0)
+    f = frac - wrap
+    spread = np.maximum.reduceat(f, starts, axis=0) - np.minimum.reduceat(f, starts, axis=0)
+    t = torch.from_numpy
+    return Frame(batch, lat, t(lat.box), t(pos), t(wrap), t(idx), spread, host=True)
 
 
 def ball_volume(dims: int, r: float) -> float:
@@ -254,14 +328,12 @@ def check_density(fr: Frame, cutoff: float, max_neighbors: float) -> np.ndarray:
     sizes = batch.sizes.astype(np.float64)
     lattice_est = np.array([sizes[b] * ball_volume(int(dims[b]), cutoff) / lat.volume[b] if dims[b] else 0.0
                             for b in range(len(sizes))])
-    # cubes of side `cutoff`, one integer key per (structure, cube): 15 bits per coordinate, so cubes
-    # 2^15 apart share a key (a larger count: the estimate can only err upwards)
-    cube = torch.floor(fr.positions / cutoff).long() & 0x7FFF
-    key = ((fr.batch * 0x8000 + cube[:, 0]) * 0x8000 + cube[:, 1]) * 0x8000 + cube[:, 2]
-    uniq, counts = torch.unique(key, return_counts=True)
-    sq = torch.zeros(batch.num_structures, dtype=torch.float64, device=key.device).index_add_(
-        0, uniq >> 45, counts.to(torch.float64) ** 2)
-    bin_est = ball_volume(3, cutoff) / cutoff ** 3 * sq.cpu().numpy() / np.maximum(sizes, 1)
+    # sum(n^2) <= N^2 bounds the histogram's estimate by 4/3 pi N: below max_neighbors it cannot
+    # decide anything (1e-9: room for round-off), and small structures skip it
+    if ball_volume(3, 1.0) * sizes.max(initial=0.0) * (1 + 1e-9) <= max_neighbors:
+        bin_est = np.zeros_like(sizes)
+    else:
+        bin_est = ball_volume(3, cutoff) / cutoff ** 3 * _cube_squares(fr, cutoff) / np.maximum(sizes, 1)
     est = np.maximum(lattice_est, bin_est)
     with np.errstate(divide="ignore"):
         n_img = np.where(lat.pbc, np.ceil(cutoff / lat.heights), 0).astype(np.int64)
@@ -285,13 +357,32 @@ def check_density(fr: Frame, cutoff: float, max_neighbors: float) -> np.ndarray:
     return n_img
 
 
+def _cube_squares(fr: Frame, cutoff: float) -> np.ndarray:
+    """(B,) sum over the cubes of side `cutoff` of each structure of their atom counts squared."""
+    # one integer key per (structure, cube): 15 bits per coordinate, so cubes 2^15 apart share a key
+    # (a larger count: the estimate can only err upwards)
+    B = fr.structures.num_structures
+    if fr.host:
+        cube = np.floor(fr.positions.numpy() / cutoff).astype(np.int64) & 0x7FFF
+        key = ((fr.batch.numpy() * 0x8000 + cube[:, 0]) * 0x8000 + cube[:, 1]) * 0x8000 + cube[:, 2]
+        uniq, counts = np.unique(key, return_counts=True)
+        return np.bincount(uniq >> 45, weights=counts.astype(np.float64) ** 2, minlength=B)
+    cube = torch.floor(fr.positions / cutoff).long() & 0x7FFF
+    key = ((fr.batch * 0x8000 + cube[:, 0]) * 0x8000 + cube[:, 1]) * 0x8000 + cube[:, 2]
+    uniq, counts = torch.unique(key, return_counts=True)
+    return torch.zeros(B, dtype=torch.float64, device=key.device).index_add_(
+        0, uniq >> 45, counts.to(torch.float64) ** 2).cpu().numpy()
+
+
 def checked_frame(batch: StructureBatch, supported: Sequence[int] | None, cutoff: float | None,
-                  min_distance: float, max_neighbors: float = MAX_NEIGHBORS) -> tuple[Frame, np.ndarray]:
+                  min_distance: float, max_neighbors: float = MAX_NEIGHBORS,
+                  host: bool = False) -> tuple[Frame, np.ndarray]:
     """All checks that need no neighbour list, and the frame; returns it with the images per
-    periodic direction (None without a cutoff)."""
-    lat = check_atoms(batch, supported)
+    periodic direction (None without a cutoff). host: the batch holds host arrays (from ase.Atoms),
+    checked and framed with numpy; else with torch on the batch's device."""
+    lat = check_atoms(batch, supported, host)
     check_lattices(batch, lat, min_distance)
-    fr = frame(batch, lat)
+    fr = frame(batch, lat, host)
     n_img = check_density(fr, cutoff, max_neighbors) if cutoff is not None else None
     return fr, n_img
 
@@ -304,4 +395,4 @@ def check_structure(atoms: Atoms, supported: Sequence[int] | None = None, label:
     more neighbours per atom than any material has. Pairs of atoms closer than min_distance are
     found with the neighbour list (`hipot.neighbors.neighbor_list`)."""
     batch = StructureBatch.from_atoms([atoms], [label])
-    checked_frame(batch, supported, cutoff, min_distance, max_neighbors)
+    checked_frame(batch, supported, cutoff, min_distance, max_neighbors, host=True)
