@@ -18,6 +18,10 @@ gap wider than the cutoff (no image comes within the cutoff), so that vesin sees
 (or fully non-periodic) compact box. Where its cell count would still be capped into a zero,
 vesin gets a larger cutoff (its cells grow) and the list is cut back to the real one; beyond a
 doubling, the pairs method takes the structure, or it is refused with a StructureError.
+
+Why one module: the three methods must give the same edges, and share the plan that picks one per
+structure, the rewriting of vesin's input and the one overlap check; apart, a change to one would
+not be seen beside the others.
 """
 from __future__ import annotations
 
