@@ -13,12 +13,12 @@ from ase.io import write
 from hipot.derivatives import Prediction
 from hipot.training.config import PRESETS, LossConfig, TrainConfig, load_config, parse_override, save_config
 from hipot.training.data import (EV_PER_KCAL_MOL, KBAR_PER_EV_A3, DataError, InMemoryDataset, LabelKeys, collate,
-                                 read_samples)
+                                 parse_frames, read_samples, split_frames)
 from hipot.training.loss import Loss
 from hipot.training.sampler import AtomBalancedSampler
 from hipot.training.statistics import compute_statistics, fit_element_energies
 from hipot.training.store import H5Store, build_store
-from hipot.training.trainer import lr_factor
+from hipot.training.trainer import eta_seconds, lr_factor, validated
 
 
 def labelled(atoms: Atoms, energy: float, seed: int = 0, stress: bool = True) -> Atoms:
@@ -77,6 +77,51 @@ def test_rmd17_npz(tmp_path):
     assert math.isclose(samples[2].energy, 2 * EV_PER_KCAL_MOL)
     np.testing.assert_allclose(samples[1].forces, EV_PER_KCAL_MOL)
     assert math.isclose(EV_PER_KCAL_MOL, 0.0433641, rel_tol=1e-6)
+
+
+def test_frames_of_a_file(tmp_path):
+    """'FILE@SLICE' selects frames (the rMD17 split: 950 + the last 50 of one file), with frame
+    numbers that are positions in the file, for every reader."""
+    assert parse_frames("-50:") == slice(-50, None) and parse_frames(":950") == slice(None, 950)
+    assert parse_frames("::10") == slice(None, None, 10) and parse_frames("7") == slice(7, 8)
+    assert parse_frames("-1") == slice(-1, None)
+    for bad in ("", "a:b", "1:2:0", "1:2:3:4"):
+        with pytest.raises(ValueError):
+            parse_frames(bad)
+    assert split_frames("x.npz@-50:") == (tmp_path.__class__("x.npz"), slice(-50, None))
+    assert split_frames("user@host.extxyz")[1] is None  # no slice after the '@': a plain name
+    (tmp_path / "odd@1").write_text("")
+    assert split_frames(tmp_path / "odd@1")[1] is None  # an existing file is taken as named
+
+    rng = np.random.default_rng(0)
+    z = np.array([6, 1, 8], dtype=np.uint8)
+    coords = rng.normal(size=(10, 3, 3)) + np.array([[0, 0, 0], [1.5, 0, 0], [0, 1.5, 0]])
+    npz = tmp_path / "m.npz"
+    np.savez(npz, nuclear_charges=z, coords=coords, energies=np.arange(10.0), forces=np.ones((10, 3, 3)))
+    train, valid = read_samples([f"{npz}@:-3"]), read_samples([f"{npz}@-3:"])
+    assert len(train) == 7 and len(valid) == 3
+    assert [s.source for s in valid] == [f"{npz}:{k}" for k in (7, 8, 9)]
+    assert [round(s.energy / EV_PER_KCAL_MOL) for s in valid] == [7, 8, 9]
+    assert not {s.source for s in train} & {s.source for s in valid}
+    assert len(read_samples([f"{npz}@:-3"], max_frames=4)) == 4  # max_frames counts the selected frames
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    frames = [labelled(cu, -float(k), seed=k) for k in range(6)]
+    write(tmp_path / "d.extxyz", frames)
+    sel = read_samples([f"{tmp_path / 'd.extxyz'}@1::2"], index="0")  # the slice replaces data.index
+    assert [s.energy for s in sel] == [-1.0, -3.0, -5.0]
+    assert [s.source.rsplit(":", 1)[1] for s in sel] == ["1", "3", "5"]
+    sel = read_samples([f"{tmp_path / 'd.extxyz'}@-2:"])  # from the end: numbered in the selection
+    assert [s.energy for s in sel] == [-4.0, -5.0] and sel[1].source == f"{tmp_path / 'd.extxyz'}@-2::1"
+    import ase.db
+
+    with ase.db.connect(str(tmp_path / "d.db")) as db:
+        for a in frames:
+            db.write(a, REF_energy=a.info["REF_energy"], data={"REF_forces": a.arrays["REF_forces"]})
+    sel = read_samples([f"{tmp_path / 'd.db'}@-2:"])
+    assert [s.energy for s in sel] == [-4.0, -5.0] and sel[0].source.endswith("d.db:4")
+    with pytest.raises(DataError, match="no frames"):
+        read_samples([f"{npz}@20:"])
 
 
 def test_bad_data_reported_with_file_and_frame(tmp_path):
@@ -213,3 +258,17 @@ def test_lr_schedule():
     assert lr_factor(20, 20, 200, 0.2, 0.0005) == pytest.approx(1.0)
     assert lr_factor(110, 20, 200, 0.2, 0.0005) == pytest.approx(0.5 * (1 + 0.0005))
     assert lr_factor(200, 20, 200, 0.2, 0.0005) == pytest.approx(0.0005)
+
+
+def test_validation_epochs_and_eta():
+    assert [e for e in range(8) if validated(e, 7, 3)] == [0, 3, 6, 7]  # every 3rd, row 0 and the last
+    assert all(validated(e, 5, 1) for e in range(6))
+    assert eta_seconds(100, 0.0, 0) is None  # nothing timed yet
+    # 40 steps took 8 s: 0.2 s a step, whatever the pauses for validation and checkpoints
+    assert eta_seconds(60, 8.0, 40) == pytest.approx(12.0)
+    # plus the validations left at their mean time
+    assert eta_seconds(60, 8.0, 40, valids_left=3, valid_seconds=2.0, valids_timed=2) == pytest.approx(15.0)
+    assert eta_seconds(60, 8.0, 40, valids_left=3) == pytest.approx(12.0)  # no validation timed yet
+    assert eta_seconds(0, 8.0, 40, valids_left=0, valid_seconds=2.0, valids_timed=2) == 0.0
+    with pytest.raises(ValueError, match="valid_every"):
+        load_config(overrides=[{"run": {"valid_every": 0}}])

@@ -206,6 +206,34 @@ def test_bad_frames_of_every_file_reported_at_once(data_file, tmp_path):
     assert "b.extxyz:5: energy label is nan" in msg and "c.extxyz: cannot read frame 0" in msg
 
 
+def test_valid_every_and_frames_of_a_file(data_file, tmp_path, capsys):
+    """Validation every 2nd epoch (and after the last) on the last 4 frames of the training file;
+    the other rows leave the validation columns empty; resuming keeps the pattern; the ETA is shown."""
+    import csv
+
+    cfg = config(data_file, tmp_path / "run", data={"train": [f"{data_file}@:-4"], "valid": [f"{data_file}@-4:"]},
+                 run={"epochs": 3, "valid_every": 2, "max_steps": 4, "checkpoint_every": 0})
+    tr = Trainer(cfg)
+    assert len(tr.train_set) == 16 and len(tr.valid_set) == 4
+    # an extxyz read from its end: frames numbered in the selection, not mistaken for training frames
+    assert [s.source for s in tr.valid_set.samples] == [f"{data_file}@-4::{k}" for k in range(4)]
+    tr.run()  # stops at the end of epoch 1 (4 steps of 4 structures)
+    err = capsys.readouterr().err
+    assert "validation frame(s) are also training frames" not in err
+    assert "epoch 0, E/atom MAE" in err and "epoch 1, train E/atom MAE" in err  # epoch 1: no validation
+    resume(tmp_path / "run", [{"run": {"max_steps": None, "progress": True}}])
+    err = capsys.readouterr().err
+    assert "eta=" in err and "epoch 2, E/atom MAE" in err and "epoch 3, E/atom MAE" in err
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]
+    assert [r["valid_f_mae"] != "" for r in rows] == [True, False, True, True]
+    assert [r["train_f_mae"] != "" for r in rows] == [False, True, True, True]
+    assert list(rows[0])[:5] == ["epoch", "step", "lr", "time_s", "valid_loss"]
+    # overlapping training and validation frames are reported
+    Trainer(config(data_file, tmp_path / "run2", data={"valid": [f"{data_file}@16:"]}))
+    assert "4 validation frame(s) are also training frames" in capsys.readouterr().err
+
+
 def test_warmup_longer_than_the_run_is_reported(data_file, tmp_path, capsys):
     Trainer(config(data_file, tmp_path / "run", schedule={"warmup": 20}, run={"epochs": 4}))
     assert "warm-up (20 epochs) is not shorter than the run (4 epochs)" in capsys.readouterr().err

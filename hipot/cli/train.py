@@ -12,6 +12,7 @@ _FLAGS = {
     "format": ("data", "format"), "energy_key": ("data", "energy_key"), "forces_key": ("data", "forces_key"),
     "stress_key": ("data", "stress_key"), "stress_unit": ("data", "stress_unit"),
     "batch_size": ("data", "batch_size"), "lr": ("optim", "lr"), "epochs": ("run", "epochs"),
+    "valid_every": ("run", "valid_every"),
     "out": ("run", "out"), "device": ("run", "device"), "dtype": ("run", "dtype"), "seed": ("run", "seed"),
     "from_model": ("finetune", "start"), "freeze": ("finetune", "freeze"),
 }
@@ -124,12 +125,15 @@ def _label_args(p: argparse.ArgumentParser, defaults: bool) -> None:
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file with the sections data, model, statistics, loss, optim, schedule, run, finetune")
     p.add_argument("--preset", help="named partial config merged first: official, finetune, distill")
-    p.add_argument("--train", nargs="+", help="training files (ASE-readable, .db, rMD17 .npz or a data store)")
-    p.add_argument("--valid", nargs="+", help="validation files (default: --valid-fraction of the training frames)")
+    p.add_argument("--train", nargs="+", help="training files (ASE-readable, .db, rMD17 .npz or a data store); "
+                   "FILE@SLICE takes those frames, e.g. train.npz@:950")
+    p.add_argument("--valid", nargs="+", help="validation files, e.g. train.npz@-50: for the last 50 frames "
+                   "(default: --valid-fraction of the training frames)")
     p.add_argument("--test", nargs="+", help="test files, evaluated at the end (RUN/test_metrics.json)")
     p.add_argument("--valid-fraction", type=float, help="held-out fraction when no --valid (default: 0.05)")
     _label_args(p, defaults=False)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--valid-every", type=int, metavar="N", help="validate every N epochs and after the last (default: 1)")
     p.add_argument("--batch-size", type=int, help="structures per step and process")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--out", help="run folder (default: runs/hipot)")

@@ -19,9 +19,13 @@ import yaml
 @dataclass
 class DataConfig:
     train: list[str] = field(default_factory=list)
-    """Training files: extxyz/any ASE format, ASE database (.db), rMD17 .npz, or a `hipot data build` store."""
+    """Training files: extxyz/any ASE format, ASE database (.db), rMD17 .npz, or a `hipot data build` store.
+    Any file name (also in `valid` and `test`) may end in '@SLICE' to take only those frames, in
+    Python slice syntax as `ase.io.read` takes it: 'train.npz@:950' (the first 950), 'train.npz@-50:'
+    (the last 50), 'data.extxyz@::10' (every tenth); for ASE files it replaces `index`."""
     valid: list[str] = field(default_factory=list)
-    """Validation files; empty: take `valid_fraction` of the training frames."""
+    """Validation files (or frames of files: 'train.npz@-50:'); empty: take `valid_fraction` of the
+    training frames at random."""
     test: list[str] = field(default_factory=list)
     """Test files, evaluated once at the end with the exported (EMA) model -> RUN/test_metrics.json."""
     valid_fraction: float = 0.05
@@ -122,6 +126,9 @@ class RunConfig:
     """bfloat16 autocast of the forward pass on CUDA (loss and optimiser in float32)."""
     checkpoint_every: int = 500
     """Also write a checkpoint every N optimiser steps (0: only at epoch ends and at the end)."""
+    valid_every: int = 1
+    """Validate every N epochs (epochs N, 2N, ...), and always after the last epoch (run.epochs) and
+    before the first step (row 0); the metrics.csv rows of the other epochs have empty validation cells."""
     backend: str = "torch"
     """Tensor-product kernels while training: 'torch' (reference) or 'cueq' / 'auto' (cuEquivariance
     on a GPU, when installed)."""
@@ -196,6 +203,7 @@ class TrainConfig:
             (0 <= d.valid_fraction < 1, "data.valid_fraction must be in [0, 1)"),
             (d.batch_size >= 1, "data.batch_size must be >= 1"),
             (r.epochs >= 1, "run.epochs must be >= 1"),
+            (isinstance(r.valid_every, int) and r.valid_every >= 1, "run.valid_every must be an integer >= 1"),
             (self.statistics.shift in ("least_squares", "given", "zero"),
              "statistics.shift must be 'least_squares', 'given' or 'zero'"),
         ]

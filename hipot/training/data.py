@@ -4,10 +4,16 @@ A `Sample` is one structure with its labels and its neighbour list, all numpy ar
 joins samples into an `AtomGraph` plus a `Labels` batch. Readers take any ASE-readable file
 (labels under configurable keys, else the file's own calculator results), ASE databases and
 the rMD17 `.npz` format. Everything bad in the data is collected and reported at once with its
-file and frame index (`DataError`).
+file and frame index (`DataError`). A file name may end in '@SLICE' to take only those frames
+(`split_frames`).
+
+Why one module: the readers, the checks, the frame selection and the batching all produce or
+consume the one `Sample` type and share its error reporting (~460 lines); the on-disk store and
+the statistics, which only read samples, live in modules of their own.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
@@ -170,22 +176,74 @@ def _is_npz_rmd17(path: Path) -> bool:
     return path.suffix == ".npz"
 
 
+_SLICE = re.compile(r"^-?\d*(:-?\d*){0,2}$")
+
+
+def parse_frames(text: str) -> slice:
+    """Python/ASE slice syntax -> slice: '-50:' (the last 50), ':950', '::10', '7' (one frame)."""
+    text = text.strip()
+    if not text or not _SLICE.match(text):
+        raise ValueError(f"{text!r} is not a frame selection (Python slice syntax, e.g. ':950', '-50:', '::10', '7')")
+    if ":" not in text:
+        k = int(text)
+        return slice(k, k + 1 if k != -1 else None)
+    parts = [int(v) if v else None for v in text.split(":")]
+    if len(parts) == 3 and parts[2] == 0:
+        raise ValueError(f"{text!r}: the step of a frame selection cannot be 0")
+    return slice(*parts)
+
+
+def split_frames(spec: str | Path) -> tuple[Path, slice | None]:
+    """'FILE@SLICE' -> (FILE, slice): those frames of the file (as `ase.io.read` takes 'file@-50:');
+    a name that exists as given, or whose part after the last '@' is no slice, is a plain file (None)."""
+    text = str(spec)
+    if "@" in text and not Path(text).exists():
+        path, sel = text.rsplit("@", 1)
+        if sel.strip() and _SLICE.match(sel.strip()):
+            return Path(path), parse_frames(sel)
+    return Path(text), None
+
+
+def _slice_text(sel: slice) -> str:
+    parts = (sel.start, sel.stop) if sel.step is None else (sel.start, sel.stop, sel.step)
+    return ":".join("" if v is None else str(v) for v in parts)
+
+
+def _is_db(path: Path, fmt: str | None) -> bool:
+    return path.suffix in (".db", ".aselmdb") or fmt == "db"
+
+
+def frame_file(spec: str | Path, fmt: str | None = None) -> str:
+    """The name that the frame indices of `iter_file(spec)` count in: the file itself, or for an ASE
+    file selected from its end or backwards (e.g. 'a.extxyz@-50:', whose length ASE does not say
+    without reading it all) the selection 'a.extxyz@-50:', whose frames are then numbered 0, 1, ..."""
+    path, sel = split_frames(spec)
+    if sel is None or _is_npz_rmd17(path) or _is_db(path, fmt) or ((sel.start or 0) >= 0 and (sel.step or 1) > 0):
+        return str(path)
+    return str(spec)
+
+
 def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | None = None
               ) -> Iterator[tuple[int, Sample, list[str]]]:
-    """(frame index, sample, problems) for every frame of a file, streaming where the format allows."""
-    path = Path(path)
+    """(frame index, sample, problems) for every frame of a file, streaming where the format allows.
+    `path` may end in '@SLICE' (`split_frames`): only those frames, in place of `index`; the frame
+    index is then the frame's position in the file (in `frame_file(path)`, see there)."""
+    path, sel = split_frames(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise DataError(f"{path}: a folder, and not a data store built by `hipot data build` (no index.json)")
     if _is_npz_rmd17(path):
-        yield from _iter_rmd17(path)
+        yield from _iter_rmd17(path, sel)
         return
-    if path.suffix in (".db", ".aselmdb") or fmt == "db":
+    if _is_db(path, fmt):
         import ase.db
 
         with ase.db.connect(str(path)) as db:
+            wanted = None if sel is None else set(range(db.count())[sel])
             for k, row in enumerate(db.select()):
+                if wanted is not None and k not in wanted:
+                    continue
                 atoms = row.toatoms(add_additional_information=True)
                 atoms.info.update(row.get("key_value_pairs", {}))
                 atoms.info.update(row.get("data", {}) or {})
@@ -197,6 +255,11 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
         return
     import ase.io
 
+    first, step = 0, 1
+    if sel is not None:
+        index = _slice_text(sel)
+        if (sel.start or 0) >= 0 and (sel.step or 1) > 0:
+            first, step = sel.start or 0, sel.step or 1
     frames = ase.io.iread(str(path), index=index, format=fmt)
     k = 0
     while True:
@@ -209,12 +272,13 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
             raise DataError(f"{path}: cannot read frame {k} ({type(e).__name__}: {what}); is the file empty, "
                             "truncated or of another format (--format)?") from None
         sample, problems = sample_from_atoms(atoms, keys)
-        yield k, sample, problems
+        yield first + step * k, sample, problems
         k += 1
 
 
-def _iter_rmd17(path: Path) -> Iterator[tuple[int, Sample, list[str]]]:
-    """rMD17 npz: nuclear_charges (n,), coords (F,n,3) A, energies (F,) kcal/mol, forces kcal/mol/A."""
+def _iter_rmd17(path: Path, sel: slice | None = None) -> Iterator[tuple[int, Sample, list[str]]]:
+    """rMD17 npz: nuclear_charges (n,), coords (F,n,3) A, energies (F,) kcal/mol, forces kcal/mol/A;
+    the frames `sel` (default: all)."""
     with np.load(path) as d:
         missing = {"nuclear_charges", "coords", "energies"} - set(d.files)
         if missing:
@@ -222,7 +286,7 @@ def _iter_rmd17(path: Path) -> Iterator[tuple[int, Sample, list[str]]]:
         z = d["nuclear_charges"].astype(np.int64)
         coords, energies = d["coords"], d["energies"]
         forces = d["forces"] if "forces" in d.files else None
-    for k in range(len(coords)):
+    for k in range(len(coords))[sel if sel is not None else slice(None)]:
         problems = []
         f = None
         if forces is not None:
@@ -245,14 +309,15 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
     errors: list[str] = []
     n_bad = 0
     for path in paths:
+        name = frame_file(path, fmt)  # what the frame numbers count in, also for 'FILE@SLICE'
         for k, sample, problems in iter_file(path, keys, index, fmt):
             problems = problems + check_sample(sample, species, require_forces)
             if problems:
                 n_bad += 1
                 if len(errors) < max_report:
-                    errors.append(f"{path}:{k}: " + "; ".join(problems))
+                    errors.append(f"{name}:{k}: " + "; ".join(problems))
                 continue
-            sample.source = f"{path}:{k}"
+            sample.source = f"{name}:{k}"
             samples.append(sample)
             if max_frames is not None and len(samples) >= max_frames:
                 break

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..io import atomic_write, write_json
-from .data import DataError, LabelKeys, Sample, add_neighbors, check_sample, iter_file
+from .data import DataError, LabelKeys, Sample, add_neighbors, check_sample, frame_file, iter_file
 
 INDEX = "index.json"
 STORE_FORMAT = "hipot-store"
@@ -93,7 +93,7 @@ def build_store(inputs: Sequence[str | Path], out: str | Path, cutoff: float, ke
             if problems:
                 n_bad += 1
                 if len(errors) < max_report:
-                    errors.append(f"{path}:{k}: " + "; ".join(problems))
+                    errors.append(f"{frame_file(path, fmt)}:{k}: " + "; ".join(problems))
                 continue
             found.update(np.unique(sample.numbers).tolist())
             shard.frames.append(sample)

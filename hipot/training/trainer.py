@@ -7,7 +7,7 @@ sampler and the learning rate are pure functions of that position, so a run kill
 moment and resumed from its last checkpoint sees the same batches in the same order.
 
 Why one module: the loop, its checkpoints, its stop on Ctrl-C and its outputs all work on one
-Trainer's state (~670 lines); what does not (data, loss, sampler,
+Trainer's state (~740 lines); what does not (data, loss, sampler,
 statistics, configuration) lives in modules of its own.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from ..types import AtomGraph
 from ..model import HIENet
 from .config import TrainConfig, load_config, save_config
 from .data import (Concat, DataError, Dataset, InMemoryDataset, LabelKeys, Labels, Subset, collate,
-                   read_samples, species_of, symbols)
+                   read_samples, species_of, split_frames, symbols)
 from .loss import SUM_NAMES, Loss, metrics
 from .sampler import AtomBalancedSampler, fixed_batches
 from .statistics import compute_statistics, given_element_energies
@@ -58,6 +58,25 @@ def lr_factor(t: float, warmup: float, total: float, start: float, end: float) -
         return 1.0
     p = min((t - warmup) / (total - warmup), 1.0)
     return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def validated(epoch: int, epochs: int, valid_every: int) -> bool:
+    """Whether the row of `epoch` (1-based; 0 = the starting model) holds validation errors:
+    every `valid_every` epochs, the starting model and the last epoch."""
+    return epoch == 0 or epoch % valid_every == 0 or epoch >= epochs
+
+
+def eta_seconds(steps_left: int, step_seconds: float, steps_timed: int, valids_left: int = 0,
+                valid_seconds: float = 0.0, valids_timed: int = 0) -> float | None:
+    """Seconds to the end of the run: the steps left at the mean wall time of the training steps
+    timed so far (validations and checkpoints excluded, so a pause for them does not change the
+    rate), plus the validations left at the mean time of those timed. None before any step was timed."""
+    if steps_timed <= 0:
+        return None
+    eta = steps_left * step_seconds / steps_timed
+    if valids_timed > 0:
+        eta += valids_left * valid_seconds / valids_timed
+    return eta
 
 
 class EMA:
@@ -262,6 +281,9 @@ class Trainer:
         # error sums of the epoch so far, kept on the device (read once per epoch)
         self.train_sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64, device=self.device)
         self.train_time = 0.0
+        # wall time of this invocation's training steps and validations, for the progress bar's ETA
+        self.step_seconds, self.steps_timed = 0.0, 0
+        self.valid_seconds, self.valids_timed = 0.0, 0
         if ck is not None:
             self._restore(ck)
         else:
@@ -282,15 +304,16 @@ class Trainer:
         parts: list[Dataset] = []
         failed = False
         for p in paths:
-            if is_store(p):
-                store = H5Store(p)
+            path, sel = split_frames(p)
+            if is_store(path):
+                store = H5Store(path)
                 if abs(store.cutoff - cutoff) > 1e-9:
                     raise ValueError(f"{p}: store built with cutoff {store.cutoff}, the model uses {cutoff}; "
                                      "rebuild it with `hipot data build --cutoff`")
                 if species is not None and set(store.species()) - set(species):
                     raise ValueError(f"{p}: elements {symbols(sorted(set(store.species()) - set(species)))} "
                                      "not supported by this model")
-                parts.append(store)
+                parts.append(store if sel is None else Subset(store, np.arange(len(store))[sel]))
             else:
                 try:
                     samples = read_samples([p], keys, d.index, d.format, species, d.require_forces, limit)
@@ -315,6 +338,10 @@ class Trainer:
         if problems:
             raise joined(problems)
         if d.valid:
+            shared = _sources(train) & _sources(valid)
+            if shared:
+                _log(f"warning: {len(shared)} validation frame(s) are also training frames (same file and frame, "
+                     f"e.g. {sorted(shared)[0]}); select disjoint frames, e.g. FILE@:-50 and FILE@-50:")
             return train, valid
         n_valid = int(round(d.valid_fraction * len(train)))
         if n_valid == 0:
@@ -462,16 +489,32 @@ class Trainer:
         return all_reduce(sums, self.device)
 
     def _epoch_row(self, epoch: int, train_sums: torch.Tensor | None) -> dict[str, float]:
+        """The metrics.csv row of `epoch`; the valid_ keys only on the epochs that are validated
+        (`validated`), so that metrics.csv leaves them empty on the others."""
         row: dict[str, float] = {"epoch": epoch, "step": self.global_step,
                                  "lr": self.optimizer.param_groups[0]["lr"], "time_s": round(self.train_time, 2)}
+        if self.valid_set is not None and validated(epoch, self.cfg.run.epochs, self.cfg.run.valid_every):
+            t0 = time.perf_counter()
+            valid = self.validate()
+            row["valid_loss"] = self.loss.total(valid)  # reads the sums: the time includes the device's work
+            row.update(metrics(valid, "valid"))
+            self.valid_seconds += time.perf_counter() - t0
+            self.valids_timed += 1
         if train_sums is not None:
             row["train_loss"] = self.loss.total(train_sums)
             row.update(metrics(train_sums, "train"))
-        valid = self.validate()
-        if self.valid_set is not None:
-            row["valid_loss"] = self.loss.total(valid)
-            row.update(metrics(valid, "valid"))
         return row
+
+    def _eta(self, total: int) -> float | None:
+        """Seconds left (`eta_seconds`) of this run of `total` steps."""
+        r = self.cfg.run
+        valids_left = 0
+        if self.valid_set is not None:
+            # the epochs still to end within this run's `total` steps (run.max_steps)
+            valids_left = sum(validated(e, r.epochs, r.valid_every) for e in range(self.epoch + 1, r.epochs + 1)
+                              if e * self.steps_per_epoch <= total)
+        return eta_seconds(total - self.global_step, self.step_seconds, self.steps_timed, valids_left,
+                           self.valid_seconds, self.valids_timed)
 
     def run(self) -> Path:
         cfg = self.cfg
@@ -487,9 +530,12 @@ class Trainer:
         if cfg.run.progress and self.world.is_main and total > self.global_step:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=self.global_step, unit="step", desc="train", dynamic_ncols=True)
+            # no tqdm rate and remaining time: its rate counts the pauses for validation and checkpoints;
+            # the postfix carries the ETA of `_eta` instead
+            bar = tqdm(total=total, initial=self.global_step, unit="step", desc="train", dynamic_ncols=True,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         with _StopOnCtrlC(self.world.size == 1) as ctrl_c:
-            end = self._loop(bar, ctrl_c)
+            end = self._loop(bar, ctrl_c, total)
         stopped = end != "done"
         if end == "interrupted":
             if bar is not None:
@@ -506,7 +552,7 @@ class Trainer:
         distributed.barrier()
         return self.run_dir / MODEL_DIR
 
-    def _loop(self, bar, ctrl_c: _StopOnCtrlC) -> str:
+    def _loop(self, bar, ctrl_c: _StopOnCtrlC, total: int) -> str:
         """Train until the last epoch ('done'), run.max_steps ('max_steps') or a Ctrl-C between
         steps ('interrupted')."""
         cfg = self.cfg
@@ -521,20 +567,28 @@ class Trainer:
                 if ctrl_c.requested:
                     loader.close()
                     return "interrupted"
+                t_wall = time.perf_counter()
                 lr = self.set_lr()
                 t0 = time.perf_counter()
                 loss = self.train_step(loader.get(self.step_in_epoch))
                 self.train_time += time.perf_counter() - t0
                 self.step_in_epoch += 1
                 self.global_step += 1
-                if bar is not None:
-                    bar.update(1)
-                if self.global_step % LOG_EVERY == 0 or self.step_in_epoch == len(batches):
+                log = self.global_step % LOG_EVERY == 0 or self.step_in_epoch == len(batches)
+                if log:
                     value = float(loss)  # a host sync: only every LOG_EVERY steps
+                # wall time of the training steps alone, for the ETA (a GPU's queued work counts at the syncs)
+                self.step_seconds += time.perf_counter() - t_wall
+                self.steps_timed += 1
+                if log:
                     if bar is not None:
-                        bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4g}", lr=f"{lr:.3g}")
+                        eta = self._eta(total)
+                        bar.set_postfix(epoch=self.epoch + 1, loss=f"{value:.4g}", lr=f"{lr:.3g}",
+                                        eta="?" if eta is None else bar.format_interval(eta), refresh=False)
                     if self.writer is not None:
                         self.writer.add_scalar("train/loss_step", value, self.global_step)
+                if bar is not None:
+                    bar.update(1)
                 if cfg.run.checkpoint_every and self.global_step % cfg.run.checkpoint_every == 0:
                     self.save_checkpoint()
             loader.close()
@@ -565,9 +619,10 @@ class Trainer:
         if not self.world.is_main:
             return
         parts = [f"epoch {int(row['epoch'])}"]
-        for key, label in (("valid_e_atom_mae", "E/atom"), ("valid_f_mae", "F"), ("valid_stress_mae", "S")):
+        group = "valid" if "valid_loss" in row else "train"  # epochs without validation: the training errors
+        for key, label in ((f"{group}_e_atom_mae", "E/atom"), (f"{group}_f_mae", "F"), (f"{group}_stress_mae", "S")):
             if key in row and not math.isnan(row[key]):
-                parts.append(f"{label} MAE {row[key]:.2f}")
+                parts.append(f"{'train ' if group == 'train' else ''}{label} MAE {row[key]:.2f}")
         if self.writer is not None:
             for k, v in row.items():
                 if k not in ("epoch", "step") and not math.isnan(v):
@@ -590,6 +645,17 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
             _log(f"model written to {self.run_dir / MODEL_DIR}")
+
+
+def _sources(ds: Dataset | None) -> set[str]:
+    """'file:frame' of the in-memory frames of a data set (stores are not read for this)."""
+    if isinstance(ds, Concat):
+        return set().union(*(_sources(p) for p in ds.parts))
+    if isinstance(ds, Subset) and isinstance(ds.base, InMemoryDataset):
+        return {ds.base.samples[int(i)].source for i in ds.indices}
+    if isinstance(ds, InMemoryDataset):
+        return {s.source for s in ds.samples}
+    return set()
 
 
 def link_model_files(run_dir: Path) -> None:
@@ -633,18 +699,22 @@ def plot_learning_curve(history: list[dict[str, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    ep = [r["epoch"] for r in rows]
+    def series(key: str) -> tuple[list[float], list[float]]:  # the rows that have the key (run.valid_every)
+        have = [r for r in rows if key in r and not math.isnan(r[key])]
+        return [r["epoch"] for r in have], [r[key] for r in have]
+
     for key in ("train_loss", "valid_loss"):
-        if key in rows[-1]:
-            axes[0].plot(ep, [r.get(key, float("nan")) for r in rows], marker=".", label=key)
+        x, y = series(key)
+        if y:
+            axes[0].plot(x, y, marker=".", label=key)
     axes[0].set_yscale("log")
     axes[0].set_xlabel("epoch")
     axes[0].set_title("loss")
     for key, label in (("valid_e_atom_mae", "E (meV/atom)"), ("valid_f_mae", "F (meV/A)"),
                        ("valid_stress_mae", "stress (meV/A^3)")):
-        vals = [r.get(key, float("nan")) for r in rows]
-        if any(not math.isnan(v) for v in vals):
-            axes[1].plot(ep, vals, marker=".", label=label)
+        x, y = series(key)
+        if y:
+            axes[1].plot(x, y, marker=".", label=label)
     axes[1].set_yscale("log")
     axes[1].set_xlabel("epoch")
     axes[1].set_title("validation MAE")
