@@ -30,6 +30,19 @@ class CLIError(Exception):
         self.code = code
 
 
+def add_one_structure_args(p: argparse.ArgumentParser) -> None:
+    """The input of the verbs that work on one structure (the first frame unless --index), and the model."""
+    p.add_argument("input", help=INPUT_HELP)
+    p.add_argument("--index", default="0", help="which frame (default: the first)")
+    add_model_args(p)
+
+
+def add_summary_args(p: argparse.ArgumentParser, quiet_help: str | None = None) -> None:
+    """--json (the summary as a file) and -q, last on every task verb."""
+    p.add_argument("--json", help="write the summary here")
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
 def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
     """--model, --device, --dtype, --backend (and --dispersion): how every verb picks and places its model."""
     if dispersion:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (INPUT_HELP, add_model_args, friendly, one_structure, prepare, say, task_defaults, task_model,
+from .common import (add_one_structure_args, add_summary_args, friendly, one_structure, prepare, say, task_defaults, task_model,
                      write_summary)
 
 
@@ -74,9 +74,7 @@ def register(sub) -> None:
                               "has_imaginary, min_frequency, max_frequency (THz), gamma_frequencies (THz), "
                               "imaginary_threshold, path, plot, thermal_csv.\n"
                               "The structure is first relaxed (cell and positions, symmetry kept) unless --no-relax.")
-    p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("--index", default="0", help="which frame (default: the first)")
-    add_model_args(p)
+    add_one_structure_args(p)
     p.add_argument("--supercell-length", type=float, default=ph_d["supercell_length"],
                    help="minimum supercell width, A (default: %(default)s)")
     p.add_argument("--supercell", type=int, nargs=3, help="explicit repeats of the cell instead")
@@ -88,8 +86,7 @@ def register(sub) -> None:
     p.add_argument("--no-relax", action="store_true", help="use the structure as given")
     p.add_argument("--plot", default="phonons.png", help="band structure + DOS (default: %(default)s)")
     p.add_argument("--thermal", default="thermal.csv", help="F, S, Cv against T (default: %(default)s)")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_summary_args(p)
     p.set_defaults(func=cmd_phonons)
 
     p = sub.add_parser("eos", help=f"energy-volume curve (+-{eos_d['strain'] * 100:g} %%), Birch-Murnaghan fit and plot",
@@ -98,15 +95,12 @@ def register(sub) -> None:
                               "energies (eV/atom), rms_mev, formula, n_atoms, converged.\n"
                               "The structure is first relaxed (cell and positions, symmetry kept) unless --no-relax; "
                               "internal coordinates are relaxed at every volume.")
-    p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("--index", default="0", help="which frame (default: the first)")
-    add_model_args(p)
+    add_one_structure_args(p)
     p.add_argument("--strain", type=float, default=eos_d["strain"], help="volume range +-strain (default: %(default)s)")
     p.add_argument("--points", type=int, default=eos_d["points"], help="volumes (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="centre the volumes on the structure as given")
     p.add_argument("--plot", default="eos.png", help="default: %(default)s")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_summary_args(p)
     p.set_defaults(func=cmd_eos)
 
     p = sub.add_parser("elastic", help="6x6 elastic tensor and Voigt-Reuss-Hill moduli", formatter_class=fmt,
@@ -114,11 +108,8 @@ def register(sub) -> None:
                               "k_reuss, g_voigt, g_reuss (GPa), stable (Born), asymmetry (GPa), formula, strain.\n"
                               "The structure is first relaxed (cell and positions, symmetry kept) unless --no-relax; "
                               "internal coordinates are relaxed at every strain.")
-    p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("--index", default="0", help="which frame (default: the first)")
-    add_model_args(p)
+    add_one_structure_args(p)
     p.add_argument("--strain", type=float, default=el_d["strain"], help="largest strain (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="use the structure as given")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_summary_args(p)
     p.set_defaults(func=cmd_elastic)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (INPUT_HELP, CLIError, add_model_args, check_frames, friendly, model_species, one_structure,
+from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames, friendly, model_species, one_structure,
                      output_format, prepare, rank_device, run_key, say, task_defaults, task_model, warn_if_large,
                      write_summary)
 
@@ -185,8 +185,7 @@ def register(sub) -> None:
                    help="record structures the model cannot take as failed (error in --json and under info key "
                         "'hipot_error') instead of stopping")
     p.add_argument("--trajectory", help="write each relaxation's frames (.traj or extxyz; several: stem.INDEX.suffix)")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    add_summary_args(p, "no progress bar or summary")
     p.set_defaults(func=cmd_relax)
 
     p = sub.add_parser("md", help="molecular dynamics (NVE, NVT, NPT) with trajectory, log and restart",
@@ -196,9 +195,7 @@ def register(sub) -> None:
                               "NVE), pressure_mean (GPa, periodic), trajectory, log, restarted_from.\n"
                               "Log columns (CSV): step, time_ps, temperature_K, epot_eV, ekin_eV, etot_eV, "
                               "pressure_GPa, volume_A3.")
-    p.add_argument("input", help=INPUT_HELP)
-    p.add_argument("--index", default="0", help="which frame (default: the first)")
-    add_model_args(p)
+    add_one_structure_args(p)
     p.add_argument("--repeat", type=int, nargs=3, metavar=("NA", "NB", "NC"), help="run on this supercell of the input")
     p.add_argument("--ensemble", default=md_d["ensemble"],
                    choices=["nve", "nvt-langevin", "nvt-nhc", "npt-mtk", "npt-berendsen"],
@@ -217,8 +214,7 @@ def register(sub) -> None:
     p.add_argument("--trajectory", default=md_d["trajectory"], help="ASE trajectory (default: %(default)s)")
     p.add_argument("--log", help="CSV log (default: the trajectory with .log)")
     p.add_argument("--restart", action="store_true", help="continue from the last frame of --trajectory if it exists")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_summary_args(p)
     p.set_defaults(func=cmd_md)
 
     p = sub.add_parser("screen", help="alloy screening: enumerate orderings, relax, convex hull", formatter_class=fmt,
@@ -239,6 +235,5 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=sc_d["steps"], help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=sc_d["batch_size"], help="default: %(default)s")
     p.add_argument("--out", default="screen", help="output folder (default: %(default)s)")
-    p.add_argument("--json", help="write the summary here")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_summary_args(p)
     p.set_defaults(func=cmd_screen)
