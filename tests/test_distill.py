@@ -8,6 +8,7 @@ import ase.io
 import numpy as np
 import pytest
 import torch
+from ase import Atoms
 from ase.build import bulk
 
 from hipot import predict
@@ -121,3 +122,84 @@ def test_smooth_name_without_distillation_says_how(tmp_path, monkeypatch):
     monkeypatch.setenv("HIPOT_CACHE", str(tmp_path))
     with pytest.raises(ModelFileError, match="hipot distill"):
         load_model("hienet-v3-smooth")
+
+
+def test_batched_langevin_conserves_energy_and_resumes(tmp_path):
+    """Without friction the BAOAB steps are velocity Verlet: the total energy of every run stays
+    put (a wrong force sign or a missing half kick would not); a run killed after its first
+    snapshot interval continues to the same snapshots as one that was never stopped."""
+    from ase import units
+
+    from hipot.distill.md import STATE, _initial_velocities, batched_langevin
+    from hipot.evaluator import Evaluator
+
+    # a smooth tiny model: the official layer's jump at the cutoff would break conservation
+    teacher = Evaluator(make_tiny(species=[11, 14, 17], smooth_invariant=True), device="cpu", dtype="float64")
+    starts = [bulk("Si", "diamond", a=5.43, cubic=True), bulk("NaCl", "rocksalt", a=5.64, cubic=True)]
+    temps = [800.0, 300.0]
+    snaps = batched_langevin(starts, temps, teacher, tmp_path / "nve", steps=40, every=10,
+                             timestep_fs=0.5, friction_per_fs=0.0, seed=3)
+    assert [int(s.info["md_step"]) for s in snaps] == [10, 10, 20, 20, 30, 30, 40, 40]
+    z = np.load(tmp_path / "nve" / STATE)
+    rng = np.random.default_rng(3)   # the same seed draws the same starting velocities
+    for k, a in enumerate(starts):
+        rows, m = slice(8 * k, 8 * (k + 1)), a.get_masses()[:, None]
+        v0 = _initial_velocities(a, temps[k], rng)
+        kin0 = 0.5 * np.sum(m * v0 ** 2)
+        e0 = teacher.evaluate([a])[0]["energy"] + kin0
+        b = Atoms(a.numbers, z["positions"][rows], cell=a.cell, pbc=True)
+        e_end = teacher.evaluate([b])[0]["energy"] + 0.5 * np.sum(m * z["velocities"][rows] ** 2)
+        kin_end = 0.5 * np.sum(m * z["velocities"][rows] ** 2)
+        assert abs(e_end - e0) < 1e-3 * kin0, (k, e_end, e0, kin0)
+        assert abs(kin_end - kin0) > 1e2 * abs(e_end - e0)   # negative control: energy did move between kinds
+    # resumption: stop after 20 steps (the state written at step 20), then go on to 40
+    part = batched_langevin(starts, [800.0, 300.0], teacher, tmp_path / "cut", steps=20, every=10,
+                            timestep_fs=0.5, friction_per_fs=0.02, seed=3)
+    assert len(part) == 4
+    again = batched_langevin(starts, [800.0, 300.0], teacher, tmp_path / "cut", steps=40, every=10,
+                             timestep_fs=0.5, friction_per_fs=0.02, seed=3)
+    whole = batched_langevin(starts, [800.0, 300.0], teacher, tmp_path / "whole", steps=40, every=10,
+                             timestep_fs=0.5, friction_per_fs=0.02, seed=3)
+    assert len(again) == len(whole) == 8
+    for a, b in zip(again, whole):
+        np.testing.assert_allclose(a.positions, b.positions, rtol=0, atol=1e-6)   # extxyz keeps 8 decimals
+    # friction on: the trajectories differ from the NVE ones (the thermostat acts)
+    assert not np.allclose(whole[-1].positions, snaps[-1].positions, atol=1e-3)
+
+
+def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
+    """A run packed after 2 steps into small pieces is rebuilt in another folder (its paths
+    rewritten) and continues there to step 4 from the EMA weights with fresh Adam moments; a
+    damaged piece is refused."""
+    from hipot.distill import travel
+
+    recipe = _setup(tmp_path, monkeypatch)
+    monkeypatch.setattr(travel, "PIECE_BYTES", 20_000)
+    out = tmp_path / "run"
+    assert main(_args(recipe, out, "--max-steps", "2", "--pack-to", str(tmp_path / "pack"))) == 0
+    doc = __import__("json").loads((tmp_path / "pack" / "pack.json").read_text())
+    assert len(doc["state"]["weights"]) > 1 and doc["state"]["global_step"] == 2
+    assert all((tmp_path / "pack" / p["file"]).stat().st_size <= 20_000 for p in doc["data"] + doc["state"]["weights"])
+    ema = torch.load(out / "train" / "checkpoints" / "last.pt", weights_only=True)["ema"]["model"]
+
+    elsewhere = tmp_path / "elsewhere"
+    assert travel.unpack(tmp_path / "pack", elsewhere) == 2
+    ck = torch.load(elsewhere / "train" / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["optimizer"] is None and ck["global_step"] == 2
+    for k, v in ema.items():
+        assert torch.equal(ck["model"][k], v.float()), k
+    import yaml
+
+    cfg = yaml.safe_load((elsewhere / "train" / "config.yaml").read_text())
+    assert all(str(elsewhere) in p and Path(p).exists() for p in cfg["data"]["train"])
+    # the recipe's teacher is not needed to continue: hide it
+    (tmp_path / "teacher").rename(tmp_path / "teacher-gone")
+    assert main(_args(recipe, elsewhere, "--max-steps", "4")) == 0
+    ck = torch.load(elsewhere / "train" / "checkpoints" / "last.pt", weights_only=True)
+    assert ck["global_step"] == 4 and ck["optimizer"] is not None
+    # unpacking again does not throw the newer state away
+    assert travel.unpack(tmp_path / "pack", elsewhere) == 4
+    piece = tmp_path / "pack" / doc["state"]["weights"][0]["file"]
+    piece.write_bytes(b"x" + piece.read_bytes()[1:])
+    with pytest.raises(ValueError, match="damaged"):
+        travel.unpack(tmp_path / "pack", tmp_path / "third")

@@ -38,7 +38,27 @@ def cmd_distill(args: argparse.Namespace) -> int:
         overrides.append({"run": {"epochs": args.epochs}})
     if args.max_steps is not None:
         overrides.append({"run": {"max_steps": args.max_steps or None}})
-    model_dir = distill(recipe, args.out, device=args.device, overrides=overrides, progress=not args.quiet)
+    if args.time_limit is not None:
+        overrides.append({"run": {"time_limit": args.time_limit * 60.0}})
+    if args.from_pack:
+        from ..distill.travel import unpack
+
+        step = unpack(args.from_pack, args.out)
+        print(f"hipot distill: {args.out} continues from step {step} (travel pack {args.from_pack})", file=sys.stderr)
+    if args.data_only:
+        from ..distill.run import data_only
+
+        data_only(recipe, args.out, device=args.device, progress=not args.quiet)
+        model_dir = None
+    else:
+        model_dir = distill(recipe, args.out, device=args.device, overrides=overrides, progress=not args.quiet)
+    if args.pack_to:
+        from ..distill.travel import pack
+
+        pack(args.out, args.pack_to)
+        print(f"hipot distill: travel pack written to {args.pack_to}", file=sys.stderr)
+    if model_dir is None:
+        return 0
     if args.install_as:
         dest = cache_dir() / args.install_as
         tmp = dest.with_name(f".{dest.name}.tmp")
@@ -73,6 +93,14 @@ def register(sub) -> None:
     p.add_argument("--md-steps", type=int, help="Langevin steps per temperature (default: 60)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the distill preset's 6)")
     p.add_argument("--max-steps", type=int, help="stop training after this many steps in total (resumable)")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop training after MIN minutes of training in this invocation (resumable)")
+    p.add_argument("--data-only", action="store_true", help="make the teacher-labelled data, then stop")
+    p.add_argument("--pack-to", metavar="DIR",
+                   help="at the end, write a travel pack of the run (data + EMA weights + progress, in files of "
+                        "at most 15 MiB) to DIR, from which --from-pack continues on another machine")
+    p.add_argument("--from-pack", metavar="DIR",
+                   help="first rebuild --out from the travel pack in DIR (unless --out is already as far)")
     p.add_argument("--seed", type=int, help="seed of the data (default: 0)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="training config override")
     p.add_argument("--install-as", metavar="NAME", help="copy the model into the cache as a named model, "

@@ -14,9 +14,10 @@ from ase import Atoms
 from ..evaluator import Evaluator
 from ..io import jsonable, write_json
 from .label import label, label_in_parts, write_extxyz
-from .perturb import perturbed
 from .recipe import Recipe
-from .sampling import md_snapshots, relaxed_substitutions
+from .md import batched_langevin
+from .perturb import perturbed, supercell
+from .sampling import relaxed_substitutions
 from .seeds import read_seeds
 from .student import smooth_student
 
@@ -68,14 +69,16 @@ def make_data(recipe: Recipe, teacher: Evaluator, out: str | Path, progress: boo
         if not subs_path.exists():
             write_extxyz(subs_path, relaxed_substitutions(
                 seeds, teacher, cfg.substitutions, cfg.substitution_relax_steps, np.random.default_rng(cfg.seed + 1),
-                cfg.substitution_split, cfg.batch_size, progress))
+                cfg.substitution_split, cfg.batch_size, progress, folder=data_dir / "substituted-parts"))
         subs = _read(subs_path)  # the file's numbers, also in the run that wrote it
         structures += subs
     if cfg.temperatures and cfg.md_steps:
         pool = seeds + [s for s in subs if s.info.get("kind") == "substituted-relaxed"]
-        structures += md_snapshots(_evenly(pool, cfg.md_seeds), teacher, out / "md", cfg.temperatures, cfg.md_steps,
-                                   cfg.md_every, cfg.timestep_fs, cfg.friction_per_fs, cfg.md_min_atoms, cfg.seed,
-                                   progress)
+        starts = [supercell(a, cfg.md_min_atoms) for a in _evenly(pool, cfg.md_seeds) for _ in cfg.temperatures]
+        temps = [float(t) for _ in _evenly(pool, cfg.md_seeds) for t in cfg.temperatures]
+        structures += batched_langevin(starts, temps, teacher, out / "md", cfg.md_steps, cfg.md_every,
+                                       cfg.timestep_fs, cfg.friction_per_fs, cfg.seed, cfg.batch_size,
+                                       cfg.max_force, progress)
     parts, n = label_in_parts(structures, teacher, data_dir, cfg.part_size, cfg.max_force, cfg.batch_size, progress)
     test = None
     if recipe.test:
@@ -106,15 +109,9 @@ def distill(recipe: Recipe, out: str | Path, device: str = "auto", overrides: Se
     # under torchrun rank 0 makes the data and the starting model while the others wait for them
     w, _ = setup(device)
     if w.is_main:
-        manifest_path = out / MANIFEST
-        done = manifest_path.exists() and json.loads(manifest_path.read_text()).get("parts") is not None
-        if not done:
-            teacher = Evaluator(recipe.teacher, device=device)
-            manifest = make_data(recipe, teacher, out, progress)
-            print(f"hipot distill: {manifest['labelled']} structures labelled by {recipe.teacher} from "
-                  f"{manifest['seeds']} seeds -> {out / 'data'}")
-            del teacher
-        if not (out / "student_init" / "config.json").exists():
+        data_only(recipe, out, device, progress)
+        # (a run continued from a travel pack has its checkpoint and needs no starting model)
+        if not (out / "train" / CHECKPOINT).exists() and not (out / "student_init" / "config.json").exists():
             smooth_student(recipe.teacher, out / "student_init")
     barrier()
     manifest = finished_manifest(out, recipe)
@@ -127,6 +124,19 @@ def distill(recipe: Recipe, out: str | Path, device: str = "auto", overrides: Se
                       "run": {"out": str(run_dir), "device": device, "progress": progress}})
     cfg = load_config(None, None, [doc, *overrides])
     return train(cfg)
+
+
+def data_only(recipe: Recipe, out: str | Path, device: str = "auto", progress: bool = True) -> dict:
+    """Make (or reuse) the teacher-labelled data of `recipe` in OUT/data; returns the manifest."""
+    out = Path(out)
+    manifest_path = out / MANIFEST
+    if manifest_path.exists() and json.loads(manifest_path.read_text()).get("parts") is not None:
+        return finished_manifest(out, recipe)
+    teacher = Evaluator(recipe.teacher, device=device)
+    manifest = make_data(recipe, teacher, out, progress)
+    print(f"hipot distill: {manifest['labelled']} structures labelled by {recipe.teacher} from "
+          f"{manifest['seeds']} seeds -> {out / 'data'}")
+    return manifest
 
 
 def finished_manifest(out: Path, recipe: Recipe) -> dict:

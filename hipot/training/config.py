@@ -107,6 +107,10 @@ class ScheduleConfig:
     warmup_start: float = 0.2
     min_factor: float = 0.0005
     """Cosine from lr down to min_factor*lr at the last epoch."""
+    rewarm_steps: int = 100
+    """After a restart without optimiser state (a distillation continued from a travel pack, whose
+    Adam moments are not carried), the learning rate ramps linearly from 0 to the schedule's value
+    over this many steps, while the fresh moments settle."""
 
 
 @dataclass
@@ -115,6 +119,10 @@ class RunConfig:
     epochs: int = 200
     max_steps: int | None = None
     """Stop after this many optimiser steps in total (a checkpoint is written), even mid-epoch."""
+    time_limit: float | None = None
+    """Stop after this many seconds of training in this invocation (counted once the data are read;
+    a checkpoint is written), even mid-epoch: a run on a machine lent for a fixed time ends cleanly
+    instead of being killed."""
     seed: int = 0
     device: str = "auto"
     """'auto', 'cpu', 'cuda' (cuda:LOCAL_RANK under torchrun)."""

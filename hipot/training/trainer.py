@@ -277,6 +277,8 @@ class Trainer:
                  f"({cfg.run.epochs} epochs): the learning rate never reaches optim.lr = {cfg.optim.lr:g}; "
                  f"shorten it, e.g. --set schedule.warmup={max(cfg.run.epochs / 10, 0.5):g}")
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.rewarm_from: int | None = None  # the step training restarted at without optimiser state
+        self.started = time.perf_counter()  # run.time_limit counts from here
         self.history: list[dict[str, float]] = []
         # error sums of the epoch so far, kept on the device (read once per epoch)
         self.train_sums = torch.zeros(len(SUM_NAMES), dtype=torch.float64, device=self.device)
@@ -421,7 +423,12 @@ class Trainer:
         distributed.barrier()
 
     def _restore(self, ck: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(ck["optimizer"])
+        if ck["optimizer"] is not None:
+            self.optimizer.load_state_dict(ck["optimizer"])
+        else:  # a checkpoint without Adam moments (hipot.distill.travel): fresh ones, re-warmed
+            self.rewarm_from = int(ck["global_step"])
+            _log(f"no optimiser state in the checkpoint: fresh Adam moments, learning rate re-warmed over "
+                 f"{self.cfg.schedule.rewarm_steps} steps")
         if self.ema is not None and ck["ema"] is not None:
             self.ema.load_state_dict(ck["ema"])
         self.epoch, self.step_in_epoch, self.global_step = ck["epoch"], ck["step_in_epoch"], ck["global_step"]
@@ -443,6 +450,8 @@ class Trainer:
         s, r = self.cfg.schedule, self.cfg.run
         t = float(self.epoch) if s.per == "epoch" else self.epoch + self.step_in_epoch / max(self.steps_per_epoch, 1)
         lr = self.cfg.optim.lr * lr_factor(t, s.warmup, r.epochs, s.warmup_start, s.min_factor)
+        if self.rewarm_from is not None and s.rewarm_steps > 0:
+            lr *= min(1.0, (self.global_step - self.rewarm_from + 1) / s.rewarm_steps)
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         return lr
@@ -562,6 +571,10 @@ class Trainer:
             loader = Prefetcher(self.train_set, batches, self.step_in_epoch)
             while self.step_in_epoch < len(batches):
                 if cfg.run.max_steps and self.global_step >= cfg.run.max_steps:
+                    stopped = True
+                    break
+                if cfg.run.time_limit and time.perf_counter() - self.started >= cfg.run.time_limit:
+                    _log(f"run.time_limit of {cfg.run.time_limit:g} s reached at step {self.global_step}")
                     stopped = True
                     break
                 if ctrl_c.requested:

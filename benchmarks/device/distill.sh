@@ -1,0 +1,53 @@
+# One device call of the hienet-v3-smooth distillation (benchmarks/smooth/README.md, recipe
+# benchmarks/smooth/distill_recipe.yaml). Every call does what is left, in order, within LIMIT
+# seconds (default 570 of the 600 a call may run):
+#   - the runtime (ase, vesin; benchmarks/device/pack.sh site -> .devcarry/site_core.tar.xz) and the
+#     teacher (the converted HIENet-V3 folder .devcarry/hienet-v3) are set up under .devkeep/ (an
+#     ignored folder, kept between calls while the machine stays warm);
+#   - the run folder .devkeep/distill is continued: from where the last call on this machine left
+#     it, else from the travel pack carried in .devcarry/pack (a machine lost between calls);
+#   - teacher data (first call), then training until the call's time is nearly spent;
+#   - the travel pack (data + EMA weights + progress, <= 15 MiB a file) is written to $OUT/pack:
+#     copy it to .devcarry/pack here, and carry it if the next call may land on a fresh machine.
+# Carry: .devcarry/site_core.tar.xz, .devcarry/seeds (the recipe's seed and test files, laid out as
+# ../shared/data/...), .devcarry/hienet-v3 (only while the data are not made), .devcarry/pack (when any).
+# Command: bash benchmarks/device/distill.sh
+T0=$(date +%s)
+LIMIT=${LIMIT:-570}
+PACK_S=${PACK_S:-45}          # seconds kept for writing the travel pack at the end
+left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
+set -o pipefail
+mkdir -p .devkeep
+if [ ! -d .devkeep/site ]; then
+  mkdir -p .devkeep/site && tar xJf .devcarry/site_core.tar.xz -C .devkeep/site || exit 1
+fi
+export PYTHONPATH=$PWD/.devkeep/site:$PWD PYTHONUNBUFFERED=1 HIPOT_CACHE=$PWD/.devkeep/cache
+if [ -d .devcarry/hienet-v3 ] && [ ! -f .devkeep/cache/hienet-v3/config.json ]; then
+  mkdir -p .devkeep/cache && cp -r .devcarry/hienet-v3 .devkeep/cache/
+fi
+# the recipe names ../shared/data/...: the carried copies stand in for the shared folder
+[ -d ../shared/data ] || { [ -d .devcarry/seeds ] && ln -sfn "$PWD/.devcarry/seeds" ../shared; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, ase, vesin, yaml, tqdm, safetensors; print('torch', torch.__version__)" || exit 1
+python3 -c "import matplotlib" 2>/dev/null || echo "no matplotlib here: the learning-curve plot will fail (the pack is still written below)"
+git log --oneline 2>/dev/null | head -1; date -u
+R="python3 -m hipot distill --config benchmarks/smooth/distill_recipe.yaml --out .devkeep/distill -q"
+FROM=""
+[ -f .devcarry/pack/pack.json ] && FROM="--from-pack .devcarry/pack"
+# data first (a no-op once made); then train for what is left
+$R $FROM --data-only 2>&1 | tr '\r' '\n' | grep -v -E "^\s*$|it/s\]$|s/it\]$" | tail -20
+if [ "$(left)" -gt 180 ]; then
+  MIN=$(python3 -c "print(($(left) - $PACK_S - 90) / 60)")   # 90 s: reading the data back, exporting
+  echo "training for at most $MIN min"
+  $R --time-limit "$MIN" --pack-to "$OUT/pack" 2>&1 | tr '\r' '\n' | grep -v -E "^\s*$|it/s\]$|s/it\]$" \
+    | tee "$OUT/train_log.txt" | tail -25
+else   # the data took the call: bring them back, train in the next call
+  $R --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
+fi
+# whatever stopped the run, the last checkpoint travels (a no-op repack when the run wrote it)
+[ -f "$OUT/pack/pack.json" ] || $R --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
+ls -la "$OUT/pack"
+for f in test_metrics.json metrics.csv; do
+  [ -f .devkeep/distill/train/$f ] && cp .devkeep/distill/train/$f "$OUT/"
+done
+echo "call took $(( $(date +%s) - T0 )) s"

@@ -1,0 +1,163 @@
+"""Teacher-driven Langevin dynamics of many structures at once: every step evaluates all running
+structures in one batched teacher call, so a GPU integrates a thousand small cells about as fast
+as one. The state is written every snapshot interval, so an interrupted run continues from there.
+
+Integrator: BAOAB (Leimkuhler and Matthews) with friction gamma per fs; per-structure temperature.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms, units
+
+from ..evaluator import Evaluator
+from ..io import atomic_write
+from ..types import StructureError
+
+STATE = "state.npz"
+SNAPSHOTS = "snapshots.extxyz"
+
+
+def _initial_velocities(atoms: Atoms, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Maxwell-Boltzmann velocities at `temperature` K (ASE units), without net momentum."""
+    m = atoms.get_masses()[:, None]
+    v = rng.normal(size=(len(atoms), 3)) * np.sqrt(units.kB * temperature / m)
+    v -= (m * v).sum(0) / m.sum()
+    return v
+
+
+class _State:
+    """Positions, velocities and forces of every run (atoms concatenated), which runs still go,
+    the step reached and the random generator's state."""
+
+    def __init__(self, starts: Sequence[Atoms], temperatures: Sequence[float], rng: np.random.Generator):
+        self.offsets = np.concatenate([[0], np.cumsum([len(a) for a in starts])])
+        self.positions = np.concatenate([a.positions for a in starts])
+        self.velocities = np.concatenate([_initial_velocities(a, t, rng) for a, t in zip(starts, temperatures)])
+        self.forces = np.zeros_like(self.positions)
+        self.alive = np.ones(len(starts), dtype=bool)
+        self.step = 0
+        self.rng = rng
+
+    def save(self, path: Path) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, positions=self.positions, velocities=self.velocities, forces=self.forces,
+                         alive=self.alive, step=self.step, rng=json.dumps(self.rng.bit_generator.state))
+
+        atomic_write(path, write)
+
+    def load(self, path: Path) -> None:
+        with np.load(path) as z:
+            if z["positions"].shape != self.positions.shape:
+                raise ValueError(f"{path} belongs to another set of MD runs")
+            self.positions, self.velocities, self.forces = z["positions"], z["velocities"], z["forces"]
+            self.alive, self.step = z["alive"], int(z["step"])
+            self.rng.bit_generator.state = json.loads(str(z["rng"]))
+
+    def rows(self, k: int) -> slice:
+        return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
+
+
+def _forces(teacher: Evaluator, frames: list[Atoms], batch_size: int, max_force: float) -> list[np.ndarray | None]:
+    """The teacher's forces on each frame; None where the teacher refuses it or a force exceeds
+    `max_force` (the run has left physical ground and stops there)."""
+    try:
+        results = teacher.evaluate(frames, batch_size=batch_size, stress=False)
+    except StructureError:
+        results = []
+        for a in frames:
+            try:
+                results.append(teacher.evaluate([a], stress=False)[0])
+            except StructureError:
+                results.append(None)
+    out = []
+    for r in results:
+        f = None if r is None else np.asarray(r["forces"], dtype=float)
+        out.append(f if f is not None and np.all(np.isfinite(f)) and np.abs(f).max(initial=0.0) <= max_force
+                   else None)
+    return out
+
+
+def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], teacher: Evaluator,
+                     folder: str | Path, steps: int, every: int, timestep_fs: float = 2.0,
+                     friction_per_fs: float = 0.02, seed: int = 0, batch_size: int = 64,
+                     max_force: float = 50.0, progress: bool = False) -> list[Atoms]:
+    """Langevin MD of every structure of `starts` at its own temperature (K), all advanced together;
+    a snapshot of each running structure every `every` steps (the start is not one). A structure
+    whose forces the teacher refuses or finds unphysical stops there and keeps its snapshots.
+    FOLDER keeps the state and the snapshots so far; the same call continues an interrupted run
+    (a finished one is read back). Returns the snapshots (info: kind='md', temperature, md_step)."""
+    import ase.io
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state_path, snap_path = folder / STATE, folder / SNAPSHOTS
+    starts = [a.copy() for a in starts]
+    every = max(1, min(every, steps))
+    state = _State(starts, temperatures, np.random.default_rng(seed))
+    snaps: list[Atoms] = []
+    if state_path.exists():
+        state.load(state_path)
+        snaps = ase.io.read(snap_path, ":", format="extxyz") if snap_path.exists() and snap_path.stat().st_size else []
+        # a kill between the snapshot and the state write: the interval is redone, so drop its snapshots
+        snaps = [a for a in snaps if int(a.info["md_step"]) <= state.step]
+    masses = [a.get_masses()[:, None] for a in starts]
+    temps = np.asarray(temperatures, dtype=float)
+    dt = timestep_fs * units.fs
+    c1 = np.exp(-friction_per_fs * timestep_fs)
+    c2 = np.sqrt(1.0 - c1 * c1)
+
+    def frame(k: int) -> Atoms:
+        a = starts[k]
+        return Atoms(a.numbers, state.positions[state.rows(k)], cell=a.cell, pbc=a.pbc)
+
+    def evaluate(ks: list[int]) -> None:
+        for k, f in zip(ks, _forces(teacher, [frame(k) for k in ks], batch_size, max_force)):
+            if f is None:
+                state.alive[k] = False
+            else:
+                state.forces[state.rows(k)] = f
+
+    bar = None
+    if progress and state.step < steps:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=state.step, desc=f"teacher MD ({len(starts)} runs at once)", unit="step")
+    if state.step == 0:
+        evaluate(list(range(len(starts))))
+    while state.step < steps:
+        ks = [int(k) for k in np.flatnonzero(state.alive)]
+        if not ks:
+            break
+        for k in ks:  # B A O A: half kick, half drift, thermostat, half drift
+            rows, m = state.rows(k), masses[k]
+            v = state.velocities[rows] + 0.5 * dt * state.forces[rows] / m
+            x = state.positions[rows] + 0.5 * dt * v
+            v = c1 * v + c2 * np.sqrt(units.kB * temps[k] / m) * state.rng.normal(size=v.shape)
+            state.positions[rows] = x + 0.5 * dt * v
+            state.velocities[rows] = v
+        evaluate(ks)
+        for k in ks:  # B: the second half kick with the new forces
+            if state.alive[k]:
+                rows = state.rows(k)
+                state.velocities[rows] += 0.5 * dt * state.forces[rows] / masses[k]
+        state.step += 1
+        if state.step % every == 0 or state.step == steps:
+            for k in np.flatnonzero(state.alive):
+                a = frame(int(k))
+                a.wrap()
+                a.info.update({kk: v for kk, v in starts[k].info.items() if kk == "source"})
+                a.info.update({"kind": "md", "temperature": float(temps[k]), "md_step": state.step})
+                snaps.append(a)
+            # snapshots first: a kill between the two writes redoes at most this interval
+            atomic_write(snap_path, lambda tmp: ase.io.write(tmp, snaps, format="extxyz"))
+            state.save(state_path)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return snaps
