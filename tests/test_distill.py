@@ -47,7 +47,7 @@ def _args(recipe, out, *more) -> list[str]:
 def test_distill_end_to_end(tmp_path, monkeypatch):
     recipe = _setup(tmp_path, monkeypatch)
     out = tmp_path / "run"
-    assert main(_args(recipe, out, "--epochs", "1", "--install-as", "hienet-v3-smooth")) == 0
+    assert main(_args(recipe, out, "--epochs", "1", "--install-as", "my-smooth")) == 0
     teacher, _ = load_model_dir(tmp_path / "teacher")
     # every kind of structure of the data mix, labelled with the teacher's predictions
     frames = [f for p in sorted((out / "data").glob("part-*.extxyz")) for f in ase.io.read(p, ":")]
@@ -70,8 +70,10 @@ def test_distill_end_to_end(tmp_path, monkeypatch):
     assert init.config.smooth_invariant and not teacher.config.smooth_invariant
     for (n, a), b in zip(teacher.state_dict().items(), init.state_dict().values()):
         assert torch.equal(a.float(), b.float()), n
-    student = load_model("hienet-v3-smooth", device="cpu")
+    student = load_model("my-smooth", device="cpu")   # installed under its name in the cache
     assert student.config.smooth_invariant
+    with pytest.raises(SystemExit, match="belongs to a model hipot"):   # a fetched model's name is taken
+        main(_args(recipe, out, "--install-as", "hienet-v3"))
 
 
 def test_distill_resumes_in_pieces(tmp_path, monkeypatch):
@@ -118,10 +120,35 @@ def test_recipe_of_the_repository_reads():
         Recipe.from_dict({"data": {"rattle": 3}})
 
 
-def test_smooth_name_without_distillation_says_how(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIPOT_CACHE", str(tmp_path))
-    with pytest.raises(ModelFileError, match="hipot distill"):
-        load_model("hienet-v3-smooth")
+def test_models_are_listed_with_their_licences(capsys):
+    assert main(["fetch", "--list"]) == 0
+    text = capsys.readouterr().out
+    assert "hienet-v3-smooth" in text and "hienet-v3\n" in text and text.count("licence: GPL-3.0") == 2
+
+
+def test_a_shipped_model_loads_by_name_and_refuses_damage(tmp_path, monkeypatch, capsys):
+    """A model in hipot/weights/NAME loads by name with nothing fetched; edited weights are refused
+    (the checksum in its config.json) with the way to repair them."""
+    from hipot import pretrained
+
+    monkeypatch.setenv("HIPOT_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path / "weights")
+    monkeypatch.setitem(pretrained.SHIPPED, "tiny-shipped", pretrained.Shipped("MIT (test)", "a tiny test model"))
+    tiny = make_tiny(species=[14])
+    save_model(tiny, tmp_path / "weights" / "tiny-shipped")
+    net = load_model("tiny-shipped", device="cpu", dtype="float64")
+    for a, b in zip(net.state_dict().values(), tiny.state_dict().values()):
+        assert torch.equal(a, b)
+    assert pretrained.fetch("tiny-shipped") == tmp_path / "weights" / "tiny-shipped"
+    assert not (tmp_path / "empty-cache").exists()   # nothing fetched or cached
+    assert main(["fetch", "--list"]) == 0
+    assert "licence: MIT (test)" in capsys.readouterr().out
+    weights = tmp_path / "weights" / "tiny-shipped" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="reinstall hipot"):
+        load_model("tiny-shipped", device="cpu")
 
 
 def test_batched_langevin_conserves_energy_and_resumes(tmp_path):
@@ -203,3 +230,28 @@ def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
     piece.write_bytes(b"x" + piece.read_bytes()[1:])
     with pytest.raises(ValueError, match="damaged"):
         travel.unpack(tmp_path / "pack", tmp_path / "third")
+
+
+@pytest.mark.slow
+def test_workers_make_the_same_data(tmp_path, monkeypatch):
+    """Two teacher processes make exactly the data one makes: relaxation, MD and label jobs are
+    fixed by the data, not by the number of workers."""
+    import yaml
+
+    recipe = _setup(tmp_path, monkeypatch)
+    doc = yaml.safe_load(recipe.read_text())
+    doc["data"].update({"md_group": 1, "substitution_part": 1})
+    frames = {}
+    for workers in (1, 2):
+        doc["data"]["workers"] = workers
+        path = tmp_path / f"recipe{workers}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        out = tmp_path / f"run{workers}"
+        assert main(_args(path, out, "--data-only")) == 0
+        assert len(list((out / "md").glob("g*"))) > 1 and len(list((out / "data" / "substituted-parts").iterdir())) > 1
+        frames[workers] = [f for p in sorted((out / "data").glob("part-*.extxyz")) for f in ase.io.read(p, ":")]
+    assert len(frames[1]) == len(frames[2]) > 10
+    for a, b in zip(frames[1], frames[2]):
+        assert a.info.get("kind") == b.info.get("kind")
+        np.testing.assert_array_equal(a.positions, b.positions)
+        np.testing.assert_allclose(a.arrays["REF_forces"], b.arrays["REF_forces"], rtol=0, atol=1e-6)

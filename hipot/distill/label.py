@@ -11,6 +11,7 @@ from ase import Atoms
 from ..evaluator import Evaluator
 from ..io import atomic_write
 from ..types import StructureError
+from .workers import Teacher
 
 
 def _evaluate_safely(evaluator: Evaluator, structures: list[Atoms], batch_size: int) -> list[dict | None]:
@@ -51,33 +52,38 @@ def write_extxyz(path: str | Path, frames: Sequence[Atoms]) -> Path:
     return atomic_write(path, lambda tmp: ase.io.write(tmp, list(frames), format="extxyz"))
 
 
-def label_in_parts(structures: Sequence[Atoms], teacher: Evaluator, folder: str | Path, part_size: int = 2000,
+def _label_part(teacher: Evaluator, chunk: list[Atoms], path: Path, max_force: float, batch_size: int) -> int:
+    """Label one part (in a worker) and write it to `path`; returns the number of structures given."""
+    write_extxyz(path, label(chunk, teacher, max_force, batch_size))
+    return len(chunk)
+
+
+def label_in_parts(structures: Sequence[Atoms], teacher: Teacher, folder: str | Path, part_size: int = 2000,
                    max_force: float = 50.0, batch_size: int = 64, progress: bool = False) -> tuple[list[Path], int]:
-    """Label `structures` in consecutive parts of `part_size`, each written atomically as
-    FOLDER/part-NNNN.extxyz; parts already on disk are kept (the list must be the same as in the
-    interrupted run, which a fixed seed makes it). Returns the non-empty parts and the number of
-    labelled structures."""
+    """Label `structures` in consecutive parts of `part_size` (jobs spread over the teacher's
+    workers), each written atomically as FOLDER/part-NNNN.extxyz; parts already on disk are kept
+    (the list must be the same as in the interrupted run, which a fixed seed makes it). Returns the
+    non-empty parts and the number of labelled structures."""
     folder = Path(folder)
-    starts = range(0, len(structures), part_size)
+    paths = [folder / f"part-{p:04d}.extxyz" for p in range(0, (len(structures) + part_size - 1) // part_size)]
+    jobs = [(list(structures[k * part_size:(k + 1) * part_size]), path, max_force, batch_size)
+            for k, path in enumerate(paths) if not path.exists()]
     bar = None
-    if progress:
+    if progress and jobs:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(structures), desc="teacher labels", unit="structure")
+        bar = tqdm(total=sum(len(j[0]) for j in jobs), desc="teacher labels", unit="structure")
+    for _, n in teacher.map(_label_part, jobs):
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
     parts, count = [], 0
-    for p, start in enumerate(starts):
-        path = folder / f"part-{p:04d}.extxyz"
-        chunk = structures[start:start + part_size]
-        if not path.exists():
-            write_extxyz(path, label(chunk, teacher, max_force, batch_size))
+    for path in paths:
         n = _count_frames(path)
         if n:
             parts.append(path)
             count += n
-        if bar is not None:
-            bar.update(len(chunk))
-    if bar is not None:
-        bar.close()
     return parts, count
 
 

@@ -3,6 +3,8 @@ structures in one batched teacher call, so a GPU integrates a thousand small cel
 as one. The state is written every snapshot interval, so an interrupted run continues from there.
 
 Integrator: BAOAB (Leimkuhler and Matthews) with friction gamma per fs; per-structure temperature.
+`md_in_groups` splits many runs into fixed groups that the teacher's worker processes integrate
+side by side.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from ase import Atoms, units
 from ..evaluator import Evaluator
 from ..io import atomic_write
 from ..types import StructureError
+from .workers import Teacher
 
 STATE = "state.npz"
 SNAPSHOTS = "snapshots.extxyz"
@@ -161,3 +164,36 @@ def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], tea
     if bar is not None:
         bar.close()
     return snaps
+
+
+def _md_group(teacher: Evaluator, starts: list[Atoms], temperatures: list[float], folder: Path, steps: int,
+              every: int, timestep_fs: float, friction_per_fs: float, seed: int, batch_size: int,
+              max_force: float) -> list[Atoms]:
+    return batched_langevin(starts, temperatures, teacher, folder, steps, every, timestep_fs, friction_per_fs, seed,
+                            batch_size, max_force)
+
+
+def md_in_groups(starts: Sequence[Atoms], temperatures: Sequence[float], teacher: Teacher, folder: str | Path,
+                 steps: int, every: int, timestep_fs: float = 2.0, friction_per_fs: float = 0.02, seed: int = 0,
+                 batch_size: int = 64, max_force: float = 50.0, group_size: int = 128,
+                 progress: bool = False) -> list[Atoms]:
+    """`batched_langevin` of consecutive groups of `group_size` runs (FOLDER/gNNNN, seeds seed + k),
+    the groups spread over the teacher's workers; the snapshots of all groups in run order. The
+    groups depend on the data alone, not on the number of workers."""
+    folder = Path(folder)
+    jobs = [(list(starts[s:s + group_size]), [float(t) for t in temperatures[s:s + group_size]],
+             folder / f"g{k:04d}", steps, every, timestep_fs, friction_per_fs, seed + k, batch_size, max_force)
+            for k, s in enumerate(range(0, len(starts), group_size))]
+    bar = None
+    if progress and jobs:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(starts), desc=f"teacher MD ({teacher.workers} workers)", unit="run")
+    done: dict[int, list[Atoms]] = {}
+    for k, snaps in teacher.map(_md_group, jobs):
+        done[k] = snaps
+        if bar is not None:
+            bar.update(len(jobs[k][0]))
+    if bar is not None:
+        bar.close()
+    return [a for k in range(len(jobs)) for a in done[k]]

@@ -44,6 +44,15 @@ class DistillSet:
     """eV/A: teacher labels beyond this are dropped as unphysical."""
     batch_size: int = 64
     """Structures per teacher call."""
+    workers: int = 1
+    """Teacher processes working side by side on the data (each with its own copy of the teacher on
+    the same device): the stages are bound by per-structure host work, so a GPU machine with many
+    cores makes the data several times faster with several. The data do not depend on it."""
+    md_group: int = 128
+    """MD runs integrated together in one group (one worker's job; the group's random seed is
+    seed + its index)."""
+    substitution_part: int = 256
+    """Substitutions relaxed per job (and per file kept for resumption)."""
     part_size: int = 2000
     """Structures per labelled file (the unit of resumption)."""
     seed: int = 0
@@ -71,7 +80,8 @@ class Recipe:
         """What the labelled data depend on: a rerun with other values must not reuse them."""
         d = dataclasses.asdict(self)
         d.pop("training")
-        d["data"].pop("batch_size")
+        for k in ("batch_size", "workers"):   # how fast the data are made, not what they are
+            d["data"].pop(k)
         return d
 
     @classmethod

@@ -11,15 +11,15 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from ..evaluator import Evaluator
 from ..io import jsonable, write_json
 from .label import label, label_in_parts, write_extxyz
 from .recipe import Recipe
-from .md import batched_langevin
+from .md import md_in_groups
 from .perturb import perturbed, supercell
 from .sampling import relaxed_substitutions
 from .seeds import read_seeds
 from .student import smooth_student
+from .workers import Teacher
 
 MANIFEST = "data/manifest.json"
 
@@ -36,7 +36,7 @@ def _evenly(items: list, n: int | None) -> list:
     return [items[int(k)] for k in np.linspace(0, len(items) - 1, n)] if n > 0 else []
 
 
-def make_data(recipe: Recipe, teacher: Evaluator, out: str | Path, progress: bool = False) -> dict:
+def make_data(recipe: Recipe, teacher: Teacher, out: str | Path, progress: bool = False) -> dict:
     """The labelled training parts (OUT/data/part-*.extxyz) and the labelled held-out set
     (OUT/data/test.extxyz) of `recipe`. Stages: perturbed copies of the seeds (no model),
     teacher-relaxed substitutions (OUT/data/substituted.extxyz), teacher MD (OUT/md/), labels in
@@ -56,8 +56,10 @@ def make_data(recipe: Recipe, teacher: Evaluator, out: str | Path, progress: boo
             return manifest
     else:
         write_json(manifest_path, {"recipe": key})
+    from ..pretrained import model_config
+
     cfg = recipe.data
-    species = teacher.model.species
+    species = model_config(recipe.teacher).species
     seeds = read_seeds(recipe.seeds, species, recipe.max_atoms, recipe.limit, cfg.seed)
     if not seeds:
         raise ValueError("no seed structure the teacher can label (elements, --max-atoms)")
@@ -68,24 +70,25 @@ def make_data(recipe: Recipe, teacher: Evaluator, out: str | Path, progress: boo
         subs_path = data_dir / "substituted.extxyz"
         if not subs_path.exists():
             write_extxyz(subs_path, relaxed_substitutions(
-                seeds, teacher, cfg.substitutions, cfg.substitution_relax_steps, np.random.default_rng(cfg.seed + 1),
-                cfg.substitution_split, cfg.batch_size, progress, folder=data_dir / "substituted-parts"))
+                seeds, teacher, species, cfg.substitutions, cfg.substitution_relax_steps,
+                np.random.default_rng(cfg.seed + 1), data_dir / "substituted-parts", cfg.substitution_split,
+                cfg.batch_size, cfg.substitution_part, progress))
         subs = _read(subs_path)  # the file's numbers, also in the run that wrote it
         structures += subs
     if cfg.temperatures and cfg.md_steps:
         pool = seeds + [s for s in subs if s.info.get("kind") == "substituted-relaxed"]
         starts = [supercell(a, cfg.md_min_atoms) for a in _evenly(pool, cfg.md_seeds) for _ in cfg.temperatures]
         temps = [float(t) for _ in _evenly(pool, cfg.md_seeds) for t in cfg.temperatures]
-        structures += batched_langevin(starts, temps, teacher, out / "md", cfg.md_steps, cfg.md_every,
-                                       cfg.timestep_fs, cfg.friction_per_fs, cfg.seed, cfg.batch_size,
-                                       cfg.max_force, progress)
+        structures += md_in_groups(starts, temps, teacher, out / "md", cfg.md_steps, cfg.md_every, cfg.timestep_fs,
+                                   cfg.friction_per_fs, cfg.seed, cfg.batch_size, cfg.max_force, cfg.md_group,
+                                   progress)
     parts, n = label_in_parts(structures, teacher, data_dir, cfg.part_size, cfg.max_force, cfg.batch_size, progress)
     test = None
     if recipe.test:
         test_path = data_dir / "test.extxyz"
         if not test_path.exists():
             held_out = read_seeds(recipe.test, species, recipe.max_atoms)
-            write_extxyz(test_path, label(held_out, teacher, cfg.max_force, cfg.batch_size))
+            write_extxyz(test_path, label(held_out, teacher.local, cfg.max_force, cfg.batch_size))
         test = str(test_path)
     manifest = {"recipe": key, "seeds": len(seeds), "made": dict(Counter(s.info.get("kind", "seed") for s in structures)),
                 "atoms_made": int(sum(len(s) for s in structures)), "labelled": n, "parts": [str(p) for p in parts], "test": test}
@@ -132,8 +135,8 @@ def data_only(recipe: Recipe, out: str | Path, device: str = "auto", progress: b
     manifest_path = out / MANIFEST
     if manifest_path.exists() and json.loads(manifest_path.read_text()).get("parts") is not None:
         return finished_manifest(out, recipe)
-    teacher = Evaluator(recipe.teacher, device=device)
-    manifest = make_data(recipe, teacher, out, progress)
+    with Teacher(recipe.teacher, device, recipe.data.workers) as teacher:
+        manifest = make_data(recipe, teacher, out, progress)
     print(f"hipot distill: {manifest['labelled']} structures labelled by {recipe.teacher} from "
           f"{manifest['seeds']} seeds -> {out / 'data'}")
     return manifest

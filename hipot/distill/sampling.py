@@ -11,6 +11,7 @@ from ase import Atoms
 
 from ..evaluator import Evaluator
 from .perturb import substituted
+from .workers import Teacher
 
 
 def _plain(atoms: Atoms, **info) -> Atoms:
@@ -21,40 +22,50 @@ def _plain(atoms: Atoms, **info) -> Atoms:
     return b
 
 
-def relaxed_substitutions(seeds: Sequence[Atoms], teacher: Evaluator, copies: int, steps: int,
-                          rng: np.random.Generator, split_probability: float = 0.5, batch_size: int = 64,
-                          progress: bool = False, folder: str | Path | None = None,
-                          part_size: int = 512) -> list[Atoms]:
-    """`copies` substitutions of every periodic seed (elements drawn from those of all seeds that
-    the teacher knows), each relaxed by the teacher for at most `steps` FIRE steps with its cell
-    (fmax 0.05 eV/A): the starting guess and the end point of each are returned. With `folder`,
-    each `part_size` substitutions' results are kept there (FOLDER/part-NNNN.extxyz) and a rerun
-    relaxes only the parts not yet written (the substitutions themselves are drawn the same way)."""
+def _relax_part(teacher: Evaluator, chunk: list[Atoms], path: Path, steps: int, batch_size: int) -> int:
+    """Relax one part of the substitutions (in a worker) and write the starts and end points to `path`."""
     import ase.io
 
     from ..io import atomic_write
     from ..tasks.relax import relax
 
-    known = set(int(z) for z in teacher.model.species)
+    made = []
+    for s, r in zip(chunk, relax(chunk, teacher, fmax=0.05, steps=steps, relax_cell=True, batch_size=batch_size)):
+        made.append(s)
+        if r.error is None and np.isfinite(r.energy):
+            made.append(_plain(r.atoms, kind="substituted-relaxed"))
+    atomic_write(path, lambda tmp: ase.io.write(tmp, made, format="extxyz"))
+    return len(chunk)
+
+
+def relaxed_substitutions(seeds: Sequence[Atoms], teacher: Teacher, species: Sequence[int], copies: int, steps: int,
+                          rng: np.random.Generator, folder: str | Path, split_probability: float = 0.5,
+                          batch_size: int = 64, part_size: int = 256, progress: bool = False) -> list[Atoms]:
+    """`copies` substitutions of every periodic seed (elements drawn from those of all seeds that
+    the teacher knows, `species`), each relaxed by the teacher for at most `steps` FIRE steps with
+    its cell (fmax 0.05 eV/A): the starting guess and the end point of each are returned. Each
+    `part_size` substitutions are relaxed as one job (spread over the teacher's workers) and kept
+    in FOLDER/part-NNNN.extxyz; a rerun relaxes only the parts not yet written (the substitutions
+    themselves are drawn the same way)."""
+    import ase.io
+
+    folder = Path(folder)
+    known = set(int(z) for z in species)
     pool = sorted({int(z) for a in seeds for z in a.numbers} & known)
     subs = [substituted(a, pool, rng, split_probability) for a in seeds if a.pbc.all() for _ in range(copies)
             if len(pool) > len(set(a.numbers.tolist()))]
-    if not subs:
-        return []
-    out: list[Atoms] = []
-    for p, start in enumerate(range(0, len(subs), part_size)):
-        chunk = subs[start:start + part_size]
-        path = Path(folder) / f"part-{p:04d}.extxyz" if folder is not None else None
-        if path is not None and path.exists():
-            out.extend(ase.io.read(path, ":", format="extxyz") if path.stat().st_size else [])
-            continue
-        made = []
-        for s, r in zip(chunk, relax(chunk, teacher, fmax=0.05, steps=steps, relax_cell=True, batch_size=batch_size,
-                                     progress=progress)):
-            made.append(s)
-            if r.error is None and np.isfinite(r.energy):
-                made.append(_plain(r.atoms, kind="substituted-relaxed"))
-        if path is not None:
-            atomic_write(path, lambda tmp: ase.io.write(tmp, made, format="extxyz"))
-        out.extend(made)
-    return out
+    paths = [folder / f"part-{p:04d}.extxyz" for p in range(0, (len(subs) + part_size - 1) // part_size)]
+    jobs = [(subs[k * part_size:(k + 1) * part_size], path, steps, batch_size)
+            for k, path in enumerate(paths) if not path.exists()]
+    bar = None
+    if progress and jobs:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(j[0]) for j in jobs), desc=f"teacher relaxations ({teacher.workers} workers)",
+                   unit="structure")
+    for _, n in teacher.map(_relax_part, jobs):
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
+    return [a for path in paths if path.stat().st_size for a in ase.io.read(path, ":", format="extxyz")]
