@@ -107,9 +107,10 @@ class ForceStressModel(nn.Module):
         with torch.set_grad_enabled(need_grad or torch.is_grad_enabled()):
             energies = self.energy_model(inp.numbers, inp.center, inp.neighbor, edge_vec, inp.num_nodes, options,
                                          stages)
+            kept = energies if options.create_graph else energies.detach()  # outputs hold no autograd graph
             energy = torch.zeros(inp.num_graphs, dtype=dtype, device=energies.device)
-            energy = energy.index_add(0, inp.structure_of_nodes(), energies.to(dtype))
-            out = Prediction(energy=energy, energies=energies.to(dtype))
+            energy = energy.index_add(0, inp.structure_of_nodes(), kept.to(dtype))
+            out = Prediction(energy=energy, energies=kept.to(dtype))
             if marks is not None:
                 marks("forward")
             if not need_grad:
@@ -124,7 +125,7 @@ class ForceStressModel(nn.Module):
         if forces:
             out.forces = forces_from_edge_gradient(g, inp.center, inp.neighbor, rows)
         if virial or atom_virials:
-            w = -edge_virials(edge_vec, g)
+            w = -edge_virials(edge_vec if options.create_graph else edge_vec.detach(), g)
             if virial:
                 total = torch.zeros((inp.num_graphs, 3, 3), dtype=dtype, device=w.device)
                 out.virial = total.index_add(0, inp.structure_of_nodes()[inp.center], w)

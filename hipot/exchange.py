@@ -1,14 +1,15 @@
-"""Node features across domains: what `HIENet.forward` calls right before each gather when an
-input has ghost rows, and the gradient through those calls.
+"""Node features across domains: what `HIENet.forward` calls before each message-passing layer
+when an input has ghost rows, and the gradient through those calls.
 
 A domain-decomposed run (LAMMPS on several ranks) gives each rank a `PotentialInput` whose ghost
 rows are atoms that other ranks own. How rows travel is the caller's (`GhostExchange`); every rank
 must make the same calls in the same order, whatever its atoms. Here the features of one
 exchange go as one (nodes, width) block: the ghost rows come back and are appended to this
 rank's rows, and the result is made a leaf of autograd. The gradient is therefore taken in
-stages, top layer first: each stage ends at an exchange's leaf, whose ghost rows' gradients are
-sent back to their owners, and what arrives on this rank's nodes is added to their gradient
-before the stage below runs. The result is the gradient of the energy of all ranks with respect
+stages, top layer first (everything a layer computes flows from its exchange's leaf, see
+`hipot.model.FeatureExchange`): each stage ends at an exchange's leaf, whose ghost rows'
+gradients are sent back to their owners, and what arrives on this rank's nodes is added to their
+gradient before the stage below runs. The result is the gradient of the energy of all ranks with respect
 to this rank's edge vectors: forces (ghost rows included, for their owners), virials, exactly.
 """
 from __future__ import annotations

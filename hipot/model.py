@@ -23,8 +23,10 @@ from .nn.radial import BesselBasis, PolynomialEnvelope
 
 # Supplies the ghost rows of node features: {l: (num_nodes, mul, 2l+1)} -> {l: (num_nodes +
 # num_ghosts, mul, 2l+1)}, the first num_nodes rows unchanged (`hipot.exchange.ExchangeStages`).
-# Called right before every gather of neighbours' features but the first layer's (whose inputs,
-# the species embeddings, every node has): where LAMMPS on several ranks exchanges features.
+# Called on the input of every message-passing layer but the first (whose input, the species
+# embedding, every row has), so that a layer's gather reads its neighbours' features and nothing
+# downstream of the call sees this rank's rows any other way (the staged gradient relies on it):
+# where LAMMPS on several ranks exchanges features.
 FeatureExchange = Callable[[dict[int, Tensor]], dict[int, Tensor]]
 
 
@@ -88,23 +90,25 @@ class HIENet(nn.Module):
 
     @property
     def num_exchanges(self) -> int:
-        """How many times `forward` calls its `exchange` hook: before every layer's gather but the first."""
-        return len(self.exchange_widths())
+        """How many times `forward` calls its `exchange` hook: before every layer but the first."""
+        return len(self.invariant_layers) + len(self.blocks) - 1
 
     def exchange_widths(self) -> list[int]:
-        """Numbers per node of the features each exchange carries, in order (the inputs of the
-        invariant layers but the first, then every block's input irreps)."""
+        """Numbers per node of the features each exchange carries, in order (the inputs of every
+        layer but the first)."""
         c = self.config
-        return [c.invariant_channels] * max(len(self.invariant_layers) - 1, 0) + [b.irreps_in.dim for b in self.blocks]
+        widths = [c.invariant_channels] * len(self.invariant_layers) + [b.irreps_in.dim for b in self.blocks]
+        return widths[1:]
 
     def forward(self, numbers: Tensor, center: Tensor, neighbor: Tensor, edge_vec: Tensor,
                 num_nodes: int | None = None, options: ExecutionOptions = ExecutionOptions(),
                 exchange: FeatureExchange | None = None) -> Tensor:
         """Per-node energies (num_nodes,) from the nodes' atomic numbers (num_nodes + ghosts,), the
         edges (centre, neighbour) and their vectors (E, 3) (cast to the model's dtype here, so that
-        gradients come back in the caller's). Node-wise work runs on the num_nodes nodes only; the
-        ghost rows (nodes from num_nodes on, default none) are filled by `exchange` right before
-        each gather (`num_exchanges` times), and must be absent without one."""
+        gradients come back in the caller's). Node-wise work runs on the num_nodes nodes, except
+        what a gather reads; the ghost rows (nodes from num_nodes on, default none) are filled by
+        `exchange` before every layer but the first (`num_exchanges` times), and must be absent
+        without one."""
         c = self.config
         n = numbers.shape[0] if num_nodes is None else num_nodes
         if exchange is None and numbers.shape[0] != n:
@@ -117,14 +121,14 @@ class HIENet(nn.Module):
         sh = spherical_harmonics(list(range(c.sh_lmax + 1)), edge_vec, normalize=True, normalization="component")
 
         x = self.embedding[species] * (1.0 / math.sqrt(len(c.species)))  # every row, ghosts included
-        x = self.embedding_dropout(x)
-        for k, layer in enumerate(self.invariant_layers):
+        xs = {0: self.embedding_dropout(x).unsqueeze(-1)}
+        for k, layer in enumerate([*self.invariant_layers, *self.blocks]):
             if k > 0 and exchange is not None:
-                x = exchange({0: x.unsqueeze(-1)})[0].squeeze(-1)
-            x = layer(x, center, neighbor, radial, envelope, options, n)
-        xs = {0: x[:n].unsqueeze(-1)}
-        for block in self.blocks:
-            xs = block(xs, sh, radial, center, neighbor, options, exchange)
+                xs = exchange(xs)
+            if isinstance(layer, InvariantAttentionLayer):
+                xs = {0: layer(xs[0].squeeze(-1), center, neighbor, radial, envelope, options, n).unsqueeze(-1)}
+            else:
+                xs = layer(xs, sh, radial, center, neighbor, options, n)
         h = xs[0].squeeze(-1) @ (self.readout_hidden * (1.0 / math.sqrt(self.readout_hidden.shape[0])))
         h = self.readout_dropout(h)
         e = (h @ (self.readout_out * (1.0 / math.sqrt(self.readout_out.shape[0])))).squeeze(-1)
