@@ -39,6 +39,14 @@ def capacity(inp: PotentialInput) -> tuple[int, int, int]:
     return bucket(inp.num_nodes + MIN_PADDING_NODES), bucket(inp.num_edges, 64), bucket(inp.num_graphs + 1, 2)
 
 
+def fits(sizes: tuple[int, int, int], inp: PotentialInput) -> bool:
+    """Whether a capture of these (nodes, edges, structures) serves the input: room for it and a
+    padding node and structure, and not over REUSE_ABOVE times its size."""
+    n, e, b = sizes
+    return (inp.num_nodes < n <= REUSE_ABOVE * (inp.num_nodes + MIN_PADDING_NODES) and
+            inp.num_edges <= e <= REUSE_ABOVE * max(inp.num_edges, 64) and inp.num_graphs < b)
+
+
 def pad_input(inp: PotentialInput, n_nodes: int, n_edges: int, n_graphs: int) -> PotentialInput:
     """The same input with padding nodes, edges and structures up to the given sizes (which must
     leave room for at least one padding node and one padding structure; no ghost rows)."""
@@ -82,11 +90,6 @@ class _Captured:
         with torch.cuda.graph(self.graph, pool=pool):
             self.out = model.predict(self.static, options, *outputs)
 
-    def fits(self, inp: PotentialInput) -> bool:
-        n, e, b = self.sizes
-        return (inp.num_nodes < n <= REUSE_ABOVE * (inp.num_nodes + MIN_PADDING_NODES) and
-                inp.num_edges <= e <= REUSE_ABOVE * max(inp.num_edges, 64) and inp.num_graphs < b)
-
     def run(self, padded: PotentialInput) -> Prediction:
         for name in ("numbers", "center", "neighbor", "edge_vec", "batch"):
             getattr(self.static, name).copy_(getattr(padded, name))
@@ -113,7 +116,7 @@ class GraphedPotential:
         options = dataclasses.replace(options, edge_order="given")
         outputs = (forces, virial, atom_virials)
         key = (options, outputs, inp.edge_vec.dtype, inp.numbers.dtype, inp.center.dtype)
-        fitting = [(k, c) for k, c in self.captures if k == key and c.fits(inp)]
+        fitting = [(k, c) for k, c in self.captures if k == key and fits(c.sizes, inp)]
         if fitting:
             entry = min(fitting, key=lambda kc: kc[1].sizes[1])
             self.captures.remove(entry)

@@ -45,8 +45,10 @@ class FakeRank:
         return len(self.atom) - self.nlocal
 
 
-def split(atoms: Atoms, nranks: int, cutoff: float, elements: list[str], skin: float = 1.0) -> list[FakeRank]:
-    """The per-rank inputs of `atoms` on `nranks` slabs (ranks may own no atom)."""
+def split(atoms: Atoms, nranks: int, cutoff: float, elements: list[str], skin: float = 1.0,
+          fold: bool = True) -> list[FakeRank]:
+    """The per-rank inputs of `atoms` on `nranks` slabs (ranks may own no atom). fold=False: every
+    ghost atom met is its own node, as pair_hipot.cpp did before it folded (benchmarks only)."""
     pos = atoms.positions
     if atoms.pbc.all():
         frac = atoms.cell.scaled_positions(pos)[:, 0] % 1.0
@@ -76,7 +78,7 @@ def split(atoms: Atoms, nranks: int, cutoff: float, elements: list[str], skin: f
             for j in np.flatnonzero((np.einsum("ij,ij->i", d, d) < cutoff**2)):
                 if j == i:
                     continue
-                a = int(atom[j])
+                a = int(atom[j]) if fold or j < len(own) else -1 - int(j)  # unfolded: by LAMMPS index
                 if a in local_of:  # a local atom or an image of one: folded
                     node = local_of[a]
                 else:  # an atom of another rank: its ghost row
