@@ -54,7 +54,8 @@ def pad_input(inp: PotentialInput, n_nodes: int, n_edges: int, n_graphs: int) ->
     if inp.num_ghosts or n_nodes <= n or n_graphs <= b or n_edges < e:
         raise ValueError("padding sizes too small (or ghost rows, which are never padded)")
     dev, index = inp.center.device, inp.center.dtype
-    numbers = torch.full((n_nodes,), int(inp.numbers[0]) if n else 1, dtype=inp.numbers.dtype, device=dev)
+    # padding nodes are of the first node's element (no host synchronisation to read it)
+    numbers = (inp.numbers[:1] if n else torch.ones(1, dtype=inp.numbers.dtype, device=dev)).repeat(n_nodes)
     numbers[:n] = inp.numbers
     pad_nodes = n + torch.arange(n_edges - e, device=dev, dtype=index) % (n_nodes - n)
     center = torch.cat([inp.center, pad_nodes])
