@@ -5,8 +5,8 @@ pair_hipot.cpp hands over).
     python3 benchmarks/lammps/profile_driver.py --backend cueq [--old /path/to/old/checkout] --json out.json
 
 Per path (the evaluator, `Evaluator.step` on the graph builder's graph; the driver of this
-checkout; with --old, the driver of another checkout, given LAMMPS's ghost atoms as nodes as it
-was before folding): the graph's nodes and edges, the number of backward passes
+checkout; with --old, the evaluator and the driver of another checkout, that driver given
+LAMMPS's ghost atoms as nodes as pair_hipot.cpp did before folding): the graph's nodes and edges, the number of backward passes
 (`torch.autograd.grad` calls), and for every tensor-product kernel call what it was fed: edges,
 output rows, input rows, index dtype, and how the output (scatter) index runs, i.e. the mean
 number of consecutive edges that add into the same row (1 = every edge a different row; LAMMPS
@@ -163,13 +163,15 @@ def main() -> None:
     if args.child:
         print("RESULT " + json.dumps(child(args.child, args)), flush=True)
         return
-    paths = [("evaluator", REPO), ("driver", REPO)] + ([("driver (old)", args.old)] if args.old else [])
+    paths = [("evaluator", REPO), ("driver", REPO)]
+    if args.old:
+        paths += [("evaluator (old)", args.old), ("driver (old)", args.old)]
     rows = []
     for name, root in paths:
         env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                    OMP_NUM_THREADS=str(args.threads))
-        cmd = [sys.executable, str(HERE), "--child", "evaluator" if name == "evaluator" else
-               ("driver" if name == "driver" else "old"), "--model", args.model, "--backend", args.backend,
+        kind = "evaluator" if name.startswith("evaluator") else "driver" if name == "driver" else "old"
+        cmd = [sys.executable, str(HERE), "--child", kind, "--model", args.model, "--backend", args.backend,
                "--reps", str(args.reps), "--threads", str(args.threads)]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env)
         line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
