@@ -24,6 +24,7 @@ from .types import PotentialInput, Prediction
 # not all go to one row (see hipot.edge_order).
 MIN_PADDING_NODES = 32
 REUSE_ABOVE = 1.3  # a capture serves inputs down to 1 / REUSE_ABOVE of its capacity
+EDGE_HEADROOM = 1.02  # a new capture has room for 2 % more edges: MD steps that gain a few replay it
 
 
 def bucket(n: int, minimum: int = 8) -> int:
@@ -36,7 +37,8 @@ def bucket(n: int, minimum: int = 8) -> int:
 
 def capacity(inp: PotentialInput) -> tuple[int, int, int]:
     """(nodes, edges, structures) a new capture for this input is made with."""
-    return bucket(inp.num_nodes + MIN_PADDING_NODES), bucket(inp.num_edges, 64), bucket(inp.num_graphs + 1, 2)
+    edges = int(inp.num_edges * EDGE_HEADROOM) + 1
+    return bucket(inp.num_nodes + MIN_PADDING_NODES), bucket(edges, 64), bucket(inp.num_graphs + 1, 2)
 
 
 def fits(sizes: tuple[int, int, int], inp: PotentialInput) -> bool:
