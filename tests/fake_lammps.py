@@ -6,7 +6,8 @@ then ghost atoms: every image of any atom within `cutoff + skin` of one of its o
 local atoms' edges within the cutoff, ghosts folded onto the local atom they are images of, and
 one ghost row per atom of another rank. The ranks run in threads; `communicate` does what
 LAMMPS's forward and reverse communication do to the exchanged rows (ghost rows from their
-owners; ghost rows added to their owners, as float32 when the rows hold float32 pairs).
+owners; ghost rows added to their owners, as float32 when the rows hold float32 pairs, and left
+zero).
 """
 from __future__ import annotations
 
@@ -127,6 +128,8 @@ class FakeComm:
                         if owner == k:
                             mine[i] += self.rows[r][g]
             self.barrier.wait()
+            if reverse:  # LAMMPS leaves the packed ghost rows zero (pair_hipot.cpp, pack_reverse_comm)
+                mine[rank.nlocal:] = 0
 
         return call
 

@@ -27,8 +27,8 @@ struct hipot_step {
 
 // LAMMPS forward or reverse communication, in place, of a (nlocal + nghost, width) array of node
 // features or of their gradients, `width` float64 slots per row; 0 on success. `mode` bit 0:
-// reverse (ghost rows added to their owners); bit 1: the slots hold pairs of float32, which the
-// reverse communication adds as float32.
+// reverse (ghost rows added to their owners, and left zero); bit 1: the slots hold pairs of
+// float32, which the reverse communication adds as float32.
 typedef int (*hipot_exchange_fn)(void *ctx, double *buf, long long width, int mode);
 enum { HIPOT_EXCHANGE_REVERSE = 1, HIPOT_EXCHANGE_FLOAT32 = 2 };
 

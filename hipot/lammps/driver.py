@@ -324,8 +324,8 @@ class _LammpsExchange:
     Forward: the local rows cross to the host in one copy, LAMMPS fills its ghost atoms' rows from
     their owners, and the ghost rows of the graph (one LAMMPS ghost atom per remote atom) are
     gathered into a kept host buffer and cross back in one copy. Reverse: the ghost rows' gradients
-    cross in one copy, are placed at their LAMMPS atoms in the zeroed array, LAMMPS adds ghost rows
-    to their owners, and the local rows cross back in one copy. Host buffers are kept between
+    cross in one copy, are placed at their LAMMPS atoms in an array kept zero between calls, LAMMPS
+    adds ghost rows to their owners (leaving them zero), and the local rows cross back in one copy. Host buffers are kept between
     calls (pinned for a GPU). A float32 model sends float32 pairs in LAMMPS's float64 slots: half
     the bytes."""
 
@@ -348,7 +348,7 @@ class _LammpsExchange:
         w = x.shape[1]
         width = self._width(w)
         x = torch.nn.functional.pad(x, (0, width - w)) if width > w else x
-        rows = self.host.get("rows", self.natoms * width, self.dtype).view(self.natoms, width)
+        rows = self.host.get("forward", self.natoms * width, self.dtype).view(self.natoms, width)
         rows[: self.nlocal].copy_(x)  # owners are local atoms; LAMMPS fills the ghost rows
         self._call(rows, reverse=False)
         staged = self.host.get("ghosts", self.ghost_index.numel() * width, self.dtype).view(-1, width)
@@ -364,10 +364,13 @@ class _LammpsExchange:
         staged = self.host.get("ghosts", self.ghost_index.numel() * width, self.dtype).view(-1, width)
         staged[:, :w].copy_(g)
         staged[:, w:].zero_()
-        rows = self.host.get("rows", self.natoms * width, self.dtype).view(self.natoms, width)
-        rows.zero_().index_copy_(0, self.ghost_index, staged)
+        # zero between reverse exchanges: LAMMPS leaves the ghost rows zero (pair_hipot.cpp,
+        # pack_reverse_comm), the local rows are cleared below, so nothing is cleared in full
+        rows = self.host.get("reverse", self.natoms * width, self.dtype, zeroed=True).view(self.natoms, width)
+        rows.index_copy_(0, self.ghost_index, staged)
         self._call(rows, reverse=True)
         out = rows[: self.nlocal, :w].to(self.device, copy=True)
+        rows[: self.nlocal].zero_()
         self.timer.lap("reverse_exchange")
         return out
 
@@ -382,11 +385,13 @@ class _HostBuffers:
         self.pin = device.type == "cuda"
         self.data: dict[str, Tensor] = {}
 
-    def get(self, name: str, numel: int, dtype: torch.dtype) -> Tensor:
+    def get(self, name: str, numel: int, dtype: torch.dtype, zeroed: bool = False) -> Tensor:
+        """The first `numel` elements of buffer `name` (zero when new, with `zeroed`)."""
         nbytes = numel * dtype.itemsize
         buf = self.data.get(name)
         if buf is None or buf.numel() < nbytes:
-            buf = self.data[name] = torch.empty(int(nbytes * 1.25) + 64, dtype=torch.uint8, pin_memory=self.pin)
+            make = torch.zeros if zeroed else torch.empty
+            buf = self.data[name] = make(int(nbytes * 1.25) + 64, dtype=torch.uint8, pin_memory=self.pin)
         return buf[:nbytes].view(dtype)
 
     def upload(self, name: str, t: Tensor) -> Tensor:

@@ -449,9 +449,14 @@ void PairHIPot::unpack_forward_comm(int n, int first, double *buf)
   std::memcpy(xbuf + (long long) first * xwidth, buf, (size_t) n * xwidth * sizeof(double));
 }
 
+// The rows leave zeros behind: every ghost row is packed once per reverse communication (after
+// any it passed rows on to), so the array is zero again but for the local rows, which the driver
+// reads and clears (it keeps the array zero between exchanges instead of clearing all of it).
 int PairHIPot::pack_reverse_comm(int n, int first, double *buf)
 {
-  std::memcpy(buf, xbuf + (long long) first * xwidth, (size_t) n * xwidth * sizeof(double));
+  double *rows = xbuf + (long long) first * xwidth;
+  std::memcpy(buf, rows, (size_t) n * xwidth * sizeof(double));
+  std::memset(rows, 0, (size_t) n * xwidth * sizeof(double));
   return n * xwidth;
 }
 
