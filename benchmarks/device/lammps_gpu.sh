@@ -12,11 +12,11 @@ left() { echo $(( $1 - $(date +%s) + T0 )); }   # seconds until $1 s after the s
 python3 -m hipot.lammps 2>&1 | tail -1   # builds the plugin (once)
 echo "setup done: $(( $(date +%s) - T0 )) s"
 G=benchmarks/lammps/gpu.py
-python3 $G lammps --ranks 1 --timeout $(left 320) --json $OUT/lmp1.json > $OUT/lmp1_log.txt 2>&1
+python3 $G lammps --ranks 1 --timeout $(left 290) --json $OUT/lmp1.json > $OUT/lmp1_log.txt 2>&1
 echo "LAMMPS 1 rank rc=$?: $(( $(date +%s) - T0 )) s"
-timeout $(left 470) python3 $G python --json $OUT/py.json > $OUT/py_log.txt 2>&1
+timeout $(left 440) python3 $G python --json $OUT/py.json > $OUT/py_log.txt 2>&1
 echo "hipot md, model alone rc=$?: $(( $(date +%s) - T0 )) s"
-python3 $G lammps --ranks 2 --timeout $(left 575) --json $OUT/lmp2.json > $OUT/lmp2_log.txt 2>&1
+python3 $G lammps --ranks 2 --steps 30 --steps-large 10 --timeout $(left 575) --json $OUT/lmp2.json > $OUT/lmp2_log.txt 2>&1
 echo "LAMMPS 2 ranks rc=$?: $(( $(date +%s) - T0 )) s"
 grep -h -E "us/atom/step|^  (forward|backward|exchange|reverse_exchange|to_device|to_host|graph_nodes|exchanged_rows) " \
   $OUT/lmp1_log.txt $OUT/lmp2_log.txt | head -60
