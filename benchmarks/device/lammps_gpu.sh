@@ -4,7 +4,7 @@
 # three orders (benchmarks/lammps/gpu.py says what each part measures). Parts in order of
 # importance, each under its own time limit; 7 files under $OUT; the table is printed last.
 # carry: .devcarry/v3.pth.xz .devcarry/site.tar.xz .devcarry/lammps.tar.xz
-#   (built by `bash benchmarks/device/pack.sh v3; ... site; ... lammps` in the checkout that is sent)
+#   (built in the checkout that is sent: for p in v3 site lammps; do bash benchmarks/device/pack.sh $p; done)
 # run from the checkout root: bash benchmarks/device/lammps_gpu.sh
 T0=$(date +%s)
 left() { echo $(( $1 - $(date +%s) + T0 )); }   # seconds until $1 s after the start
