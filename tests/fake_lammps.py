@@ -100,7 +100,7 @@ class FakeComm:
     """LAMMPS's communication of exchanged rows between ranks running in threads."""
 
     def __init__(self, ranks: list[FakeRank], broken: bool = False):
-        """broken: the forward communication leaves ghost rows as they are (a negative control)."""
+        """broken: the forward communication zeroes the ghost rows instead (a negative control)."""
         self.ranks, self.broken = ranks, broken
         self.barrier = threading.Barrier(len(ranks), timeout=120)
         self.rows: list[np.ndarray | None] = [None] * len(ranks)
@@ -117,7 +117,9 @@ class FakeComm:
             self.rows[k] = rows.view(np.float32) if float32 else rows
             self.barrier.wait()
             mine = self.rows[k]
-            if not reverse and not self.broken:
+            if not reverse and self.broken:
+                mine[rank.nlocal:] = 0
+            elif not reverse:
                 for g in range(rank.nlocal, n):
                     r, i = self.home[int(rank.atom[g])]
                     mine[g] = self.rows[r][i]
