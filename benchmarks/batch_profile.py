@@ -18,7 +18,7 @@ def t(fn, n=3):
 tg, g = t(lambda: build_graph(S, ev.model.cutoff, ev.model.species, device=dev).to(dev, torch.float32))
 print(f"build_graph 256x64: {tg*1e3:.1f} ms, edges {g.center.numel()}")
 ts, p = t(lambda: ev.step(g))
-print(f"step: {ts*1e3:.1f} ms (graphed={ev.graphed is not None and g.num_atoms < ev.graph_max_atoms})")
+print(f"step: {ts*1e3:.1f} ms (graphed={ev.runner.graphed is not None and ev.policy.replays(g.num_atoms)})")
 def plain():
     return ev.potential(g, ev.options(g), forces=True, stress=True)
 tp, _ = t(plain)

@@ -37,13 +37,13 @@ def median_ms(fn, n: int = 50) -> float:
 def kernels_per_step(ev: Evaluator, g) -> int:
     from torch.profiler import ProfilerActivity, profile
 
-    graphed, ev.graphed = ev.graphed, None
+    graphed, ev.runner.graphed = ev.runner.graphed, None
     ev.step(g)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as p:
         ev.step(g)
         torch.cuda.synchronize()
-    ev.graphed = graphed
+    ev.runner.graphed = graphed
     return sum(1 for e in p.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 

@@ -10,12 +10,13 @@ import torch
 from ase import Atoms
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from .derivatives import ForceStressModel
+from .derivatives import ForceStressModel, stress_from_virial
 from .dispersion import add as add_prediction, make_dispersion, model_label
-from .execution import ExecutionOptions
+from .execution import GRAPH_MAX_ATOMS, ExecutionOptions, ExecutionPolicy
 from .graph import build_graph, build_graph_from_tensors
 from .structures import MAX_NEIGHBORS
 from .model import HIENet
+from .potential import Potential
 from .pretrained import load_model
 from .types import AtomGraph, Prediction
 
@@ -40,7 +41,8 @@ class Evaluator:
 
     def __init__(self, model: str | HIENet = "hienet-v3", device: str | torch.device = "auto",
                  dtype: str | torch.dtype = "float32", min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, graph_max_atoms: int = 4096, recompute_edges: int | None = None,
+                 cuda_graphs: bool | None = None, graph_max_atoms: int = GRAPH_MAX_ATOMS,
+                 recompute_edges: int | None = None,
                  dispersion: str | None = None, max_neighbors: float = MAX_NEIGHBORS):
         # An additive term evaluated on the same graph (dispersion.py): every path through step() has it.
         self.dispersion = make_dispersion(dispersion)
@@ -52,39 +54,29 @@ class Evaluator:
         self.dtype = next(self.model.parameters()).dtype
         self.min_distance = min_distance
         self.max_neighbors = max_neighbors  # the graph builder's bound on neighbours per atom (StructureError above)
-        # Small structures are launch-bound on a GPU: replay captured CUDA graphs for them.
-        if cuda_graphs is None:
-            cuda_graphs = self.device.type == "cuda"
-        self.graphed = None
-        if cuda_graphs and self.device.type == "cuda":
-            from .cuda_graphs import GraphedStep
+        # how graphs run on this device (recompute threshold, CUDA-graph replay of small steps):
+        # the policy every engine shares (hipot.execution)
+        self.runner = Potential(self.potential, ExecutionPolicy.for_device(
+            self.device.type, cuda_graphs, graph_max_atoms, recompute_edges))
 
-            self.graphed = GraphedStep(self.potential)
-        self.graph_max_atoms = graph_max_atoms
-        # Above this many edges, per-edge activations are recomputed in the backward pass instead of
-        # kept: on a GPU the cuEquivariance kernels keep little per edge anyway; on a CPU, from about
-        # a 500-atom cell on, where they would take gigabytes.
-        if recompute_edges is None:
-            recompute_edges = 200_000 if self.device.type == "cuda" else 20_000
-        self.recompute_edges = recompute_edges
+    @property
+    def policy(self) -> ExecutionPolicy:
+        return self.runner.policy
 
     def options(self, graph: AtomGraph, create_graph: bool = False) -> ExecutionOptions:
         """How this graph is evaluated: first derivatives only, large graphs recomputing their
         per-edge activations in the backward pass; with create_graph, outputs that stay in the
         autograd graph (differentiable simulation)."""
-        recompute = graph.num_edges > self.recompute_edges
-        if create_graph:
-            return ExecutionOptions.training(recompute=recompute)
-        return ExecutionOptions.inference(recompute=recompute)
+        return self.policy.options(graph.num_edges, create_graph)
 
     def step(self, graph: AtomGraph, stress: bool = True, create_graph: bool = False,
-             labels: Sequence[str] | None = None) -> Prediction:
-        """Energy, forces (and stress) of a graph already on the device, dispersion included."""
-        options = self.options(graph, create_graph)
-        if self.graphed is not None and not create_graph and graph.num_atoms <= self.graph_max_atoms:
-            pred = self.graphed(graph, options)
-        else:
-            pred = self.potential(graph, options, forces=True, stress=stress)
+             labels: Sequence[str] | None = None, atom_virials: bool = False) -> Prediction:
+        """Energy, forces (and stress, virial; with `atom_virials` per-atom virials, see
+        `Prediction`) of a graph already on the device, dispersion included."""
+        pred = self.runner(graph.potential_input(), forces=True, virial=stress, atom_virials=atom_virials,
+                           create_graph=create_graph)
+        if stress:
+            pred.stress = stress_from_virial(pred.virial, graph)
         if self.dispersion is not None:
             if create_graph:
                 raise ValueError(f"{self.dispersion.name} (simple-dftd3) is not differentiable: outputs that stay "

@@ -1,7 +1,8 @@
 """The HIENet energy model: species embedding -> invariant attention -> equivariant blocks -> readout.
 
-`HIENet` maps a graph's topology and edge vectors to per-atom energies and knows nothing of
-derivatives: `hipot.derivatives.ForceStressModel` wraps it to give forces and stress.
+`HIENet` maps the narrow input of every engine (species, edge index, edge vectors, number of
+nodes: `hipot.types.PotentialInput`) to per-atom energies and knows nothing of derivatives:
+`hipot.derivatives.ForceStressModel` wraps it to give forces, virials and stress.
 """
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .execution import ExecutionOptions
-from .types import AtomGraph
 from .nn.equivariant import InteractionBlock
 from .nn.invariant import InvariantAttentionLayer
 from .nn.irreps import Irreps
 from .nn.radial import BesselBasis, PolynomialEnvelope
 
 
-# Called on the node features after every message-passing layer whose output feeds another one;
-# returns the features to continue with. Domain-decomposed runs (LAMMPS) refresh the features of
-# ghost atoms from their owners here.
+# Supplies the ghost rows of node features: {l: (num_nodes, mul, 2l+1)} -> {l: (num_nodes +
+# num_ghosts, mul, 2l+1)}, the first num_nodes rows unchanged (`hipot.exchange.ExchangeStages`).
+# Called on the input of every message-passing layer but the first (whose input, the species
+# embedding, every row has), so that a layer's gather reads its neighbours' features and nothing
+# downstream of the call sees this rank's rows any other way (the staged gradient relies on it):
+# where LAMMPS on several ranks exchanges features.
 FeatureExchange = Callable[[dict[int, Tensor]], dict[int, Tensor]]
 
 
@@ -87,35 +90,47 @@ class HIENet(nn.Module):
 
     @property
     def num_exchanges(self) -> int:
-        """How many times `forward` calls its `exchange` hook."""
+        """How many times `forward` calls its `exchange` hook: before every layer but the first."""
         return len(self.invariant_layers) + len(self.blocks) - 1
 
-    def forward(self, graph: AtomGraph, edge_vec: Tensor, options: ExecutionOptions = ExecutionOptions(),
-                exchange: FeatureExchange | None = None) -> Tensor:
-        """Per-atom energies (N,) from the graph's topology and the edge vectors (E, 3).
-
-        `exchange`, if given, is applied to the node features between message-passing layers
-        (`num_exchanges` times)."""
+    def exchange_widths(self) -> list[int]:
+        """Numbers per node of the features each exchange carries, in order (the inputs of every
+        layer but the first)."""
         c = self.config
-        species = self.species_index[graph.numbers]
-        center, neighbor = graph.center, graph.neighbor
+        widths = [c.invariant_channels] * len(self.invariant_layers) + [b.irreps_in.dim for b in self.blocks]
+        return widths[1:]
+
+    def forward(self, numbers: Tensor, center: Tensor, neighbor: Tensor, edge_vec: Tensor,
+                num_nodes: int | None = None, options: ExecutionOptions = ExecutionOptions(),
+                exchange: FeatureExchange | None = None) -> Tensor:
+        """Per-node energies (num_nodes,) from the nodes' atomic numbers (num_nodes + ghosts,), the
+        edges (centre, neighbour) and their vectors (E, 3) (cast to the model's dtype here, so that
+        gradients come back in the caller's). Node-wise work runs on the num_nodes nodes, except
+        what a gather reads; the ghost rows (nodes from num_nodes on, default none) are filled by
+        `exchange` before every layer but the first (`num_exchanges` times), and must be absent
+        without one."""
+        c = self.config
+        n = numbers.shape[0] if num_nodes is None else num_nodes
+        if exchange is None and numbers.shape[0] != n:
+            raise ValueError(f"{numbers.shape[0] - n} ghost rows but no exchange to fill them")
+        edge_vec = edge_vec.to(self.embedding.dtype)
+        species = self.species_index[numbers]
         r = torch.linalg.norm(edge_vec, dim=-1)
         envelope = self.envelope(r)
         radial = self.radial_basis(r) * envelope.unsqueeze(-1)
         sh = spherical_harmonics(list(range(c.sh_lmax + 1)), edge_vec, normalize=True, normalization="component")
 
-        x = self.embedding[species] * (1.0 / math.sqrt(len(c.species)))
-        x = self.embedding_dropout(x)
-        layers = [*self.invariant_layers, *self.blocks]
-        xs = {0: x.unsqueeze(-1)}
-        for k, layer in enumerate(layers):
-            if k < len(self.invariant_layers):
-                xs = {0: layer(xs[0].squeeze(-1), center, neighbor, radial, envelope, options).unsqueeze(-1)}
-            else:
-                xs = layer(xs, sh, radial, center, neighbor, options)
-            if exchange is not None and k < len(layers) - 1:
+        x = self.embedding[species] * (1.0 / math.sqrt(len(c.species)))  # every row, ghosts included
+        xs = {0: self.embedding_dropout(x).unsqueeze(-1)}
+        for k, layer in enumerate([*self.invariant_layers, *self.blocks]):
+            if k > 0 and exchange is not None:
                 xs = exchange(xs)
+            if isinstance(layer, InvariantAttentionLayer):
+                xs = {0: layer(xs[0].squeeze(-1), center, neighbor, radial, envelope, options, n).unsqueeze(-1)}
+            else:
+                xs = layer(xs, sh, radial, center, neighbor, options, n)
         h = xs[0].squeeze(-1) @ (self.readout_hidden * (1.0 / math.sqrt(self.readout_hidden.shape[0])))
         h = self.readout_dropout(h)
         e = (h @ (self.readout_out * (1.0 / math.sqrt(self.readout_out.shape[0])))).squeeze(-1)
-        return self.scale[species] * e + self.shift[species]
+        own = species[:n]
+        return self.scale[own] * e + self.shift[own]

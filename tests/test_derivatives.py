@@ -185,3 +185,27 @@ def test_cuequivariance_lean_and_frozen_finetuning(nacl):
     pred = model(g, ExecutionOptions.training())
     (pred.forces.pow(2).mean() + pred.stress.pow(2).mean()).backward()
     assert net.embedding.grad is not None and net.embedding.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["crystal", "molecule"])
+def test_virial_and_atom_virials(tiny, nacl, molecule, kind):
+    """The virial is -stress |V| for a crystal and sum_i r_i (x) F_i for a molecule (whose forces
+    sum to zero); the per-atom virials sum to it, and float64 edge vectors give float64 outputs
+    from a float32 model (what LAMMPS passes)."""
+    atoms = nacl if kind == "crystal" else molecule
+    model = ForceStressModel(tiny)
+    g = build_graph([atoms], model.cutoff, model.species, dtype=torch.float64)
+    pred = model(g, stress=True, atom_virials=True)
+    w = pred.virial[0]
+    torch.testing.assert_close(pred.atom_virials.sum(0), w, atol=1e-12, rtol=0)
+    torch.testing.assert_close(w, w.T, atol=1e-14, rtol=0)
+    if kind == "crystal":
+        volume = abs(float(np.linalg.det(atoms.cell.array)))
+        torch.testing.assert_close(-pred.stress[0] * volume, w, atol=1e-12, rtol=0)
+    else:
+        r = torch.as_tensor(atoms.positions)
+        rf = r.T @ pred.forces
+        torch.testing.assert_close(0.5 * (rf + rf.T), w, atol=1e-10, rtol=0)
+    pred32 = ForceStressModel(make_tiny(dtype=torch.float32)).predict(g.potential_input(), atom_virials=True)
+    assert pred32.forces.dtype == pred32.virial.dtype == pred32.atom_virials.dtype == torch.float64
+    torch.testing.assert_close(pred32.forces, pred.forces, atol=1e-5, rtol=0)

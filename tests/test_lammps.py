@@ -84,7 +84,7 @@ def butane():
 def _cases(model: str) -> list[Case]:
     crystal, mol = triclinic_crystal(), butane()
     args = "device cpu dtype float64"
-    return [Case("crystal", crystal, model, ["Na", "Cl"], args),
+    return [Case("crystal", crystal, model, ["Na", "Cl"], args + " timing yes"),
             Case("no_exchange", crystal, model, ["Na", "Cl"], args + " exchange no"),
             # float32 features travel as pairs in LAMMPS's float64 slots, their gradients added as float32
             Case("crystal_float32", crystal, model, ["Na", "Cl"], "device cpu dtype float32"),
@@ -94,9 +94,16 @@ def _cases(model: str) -> list[Case]:
 
 
 @pytest.fixture(scope="module", params=[1, 2, 3])
-def ranks_results(request, tiny_dir, tmp_path_factory):
+def ranks_run(request, tiny_dir, tmp_path_factory):
     nprocs = request.param
-    return nprocs, run_cases(tmp_path_factory.mktemp(f"np{nprocs}"), _cases(str(tiny_dir)), nprocs)
+    workdir = tmp_path_factory.mktemp(f"np{nprocs}")
+    return nprocs, run_cases(workdir, _cases(str(tiny_dir)), nprocs), workdir
+
+
+@pytest.fixture(scope="module")
+def ranks_results(ranks_run):
+    nprocs, results, _ = ranks_run
+    return nprocs, results
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +142,30 @@ def test_float32_exchange(ranks_results, references):
     np.testing.assert_allclose(r.virial, w, rtol=0, atol=1e-6)
 
 
-def test_without_exchange_differs(ranks_results, references):
-    """Negative control: ghost atoms keep the features they computed without neighbours."""
-    _, results = ranks_results
-    e, f, _, _ = references["crystal"]
-    assert np.abs(results["no_exchange"].forces - f).max() > 1e-5  # 1e5 times the tolerance above
+def test_exchange_only_across_ranks(ranks_results, references):
+    """`exchange no` (a debugging aid that skips the exchanges): on one rank it changes nothing,
+    since every ghost is folded onto the atom it is an image of and nothing is exchanged; on
+    several ranks it is the negative control (ghost rows without their owners' features)."""
+    nprocs, results = ranks_results
+    _, f, _, _ = references["crystal"]
+    diff = np.abs(results["no_exchange"].forces - f).max()
+    if nprocs == 1:
+        assert diff < 1e-9
+    else:
+        assert diff > 1e-5  # 1e4 times the tolerance above
+
+
+def test_timing_counts(ranks_run):
+    """`timing yes` reports the graph's nodes and the rows each exchange receives: one rank's graph
+    is its atoms and exchanges nothing; several ranks exchange ghost rows."""
+    nprocs, _, workdir = ranks_run
+    log = (workdir / "log.lammps").read_text().split("pair hipot timing")[1]
+    counts = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+(graph_nodes|exchanged_rows)\s+(\S+)", log, re.M)}
+    natoms = len(triclinic_crystal())
+    if nprocs == 1:
+        assert counts == {"graph_nodes": natoms, "exchanged_rows": 0.0}
+    else:  # a rank's own atoms (natoms / nprocs on average) and the ghost rows
+        assert counts["exchanged_rows"] > 0 and counts["graph_nodes"] > natoms / nprocs
 
 
 def test_eight_ranks(tiny_dir, tmp_path, references):

@@ -9,7 +9,8 @@ cores // k threads each, the calculator with `--cores` threads; `--threads N` gi
 per process avoids the slowdown of oversubscribed OpenMP threads). LAMMPS's figure is its loop time
 over `--steps` steps (the setup step, which includes the first call, is not in it); the
 calculator's is the mean over the same number of velocity-Verlet steps after one warm-up call.
-The per-part split inside the pair style comes from its `timing yes` report (mean over ranks).
+The per-part split inside the pair style comes from its `timing yes` report (mean over ranks),
+with the graph's nodes and the rows each exchange receives per rank.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 BIN = Path(sys.executable).parent
+COUNTS = ("graph_nodes", "exchanged_rows")  # in the pair style's timing report: per step, not seconds
 
 
 def silicon(n_atoms: int):
@@ -67,12 +69,14 @@ run {steps}
         raise RuntimeError(res.stdout[-2000:] + res.stderr[-2000:])
     loop = float(re.search(r"Loop time of (\S+) on", res.stdout).group(1))
     ghosts = float(re.search(r"Nghost:\s+(\S+) ave", res.stdout).group(1))
-    parts = {m.group(1): float(m.group(2)) / (steps + 1)
-             for m in re.finditer(r"^\s{2}(\w+)\s+(\S+)\s+\S+$", res.stdout.split("pair hipot timing")[-1], re.M)}
-    parts.pop("steps", None)
+    report = {m.group(1): float(m.group(2))
+              for m in re.finditer(r"^\s{2}(\w+)\s+(\S+)\s+\S+$", res.stdout.split("pair hipot timing")[-1], re.M)}
+    counts = {k: report.pop(k) for k in COUNTS if k in report}  # already means per step
+    report.pop("steps", None)
+    parts = {k: v / (steps + 1) for k, v in report.items()}
     return {"atoms": n_atoms, "ranks": ranks, "threads_per_rank": threads, "s_per_step": loop / steps,
-            "ghosts_per_rank": ghosts, "pair_parts_s_per_step": parts, "process_wall_s": wall,
-            "command": " ".join(cmd[:-2]).replace(str(BIN) + "/", "")}
+            "ghosts_per_rank": ghosts, "pair_parts_s_per_step": parts, "graph_per_rank": counts,
+            "process_wall_s": wall, "command": " ".join(cmd[:-2]).replace(str(BIN) + "/", "")}
 
 
 def ase_step(n_atoms: int, threads: int, steps: int, model: str) -> dict:

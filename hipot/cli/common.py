@@ -12,14 +12,16 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..execution import RECOMPUTE_EDGES
+
 # A size above which the CPU estimate is printed before starting (seconds per evaluation).
 SLOW_EVALUATION_S = 60.0
 # CPU cost of one edge (energy, forces and stress), 2 threads, float32: from 0.2-0.3 ms on an idle
 # 2-core machine (benchmarks/RESULTS.md section 3) to 2.5 ms on a loaded one (measured for this check).
 CPU_S_PER_EDGE = (2e-4, 2.5e-3)
 # Peak memory of one evaluation on a CPU: about 200 KiB per edge while per-edge activations are kept,
-# about 70 KiB above the Evaluator's recompute threshold (20,000 edges on a CPU), plus ~0.4 GiB.
-KIB_PER_EDGE_KEPT, KIB_PER_EDGE_RECOMPUTED, RECOMPUTE_EDGES = 200.0, 70.0, 20_000
+# about 70 KiB above the recompute threshold (hipot.execution.RECOMPUTE_EDGES), plus ~0.4 GiB.
+KIB_PER_EDGE_KEPT, KIB_PER_EDGE_RECOMPUTED = 200.0, 70.0
 
 
 class CLIError(Exception):
@@ -153,7 +155,7 @@ def available_memory_gib() -> float | None:
 
 def estimate_cpu_cost(edges: int, threads: int) -> tuple[float, tuple[float, float]]:
     """(peak GiB, (low, high) seconds) of one energy+forces+stress evaluation with `edges` edges on a CPU."""
-    per_edge = KIB_PER_EDGE_KEPT if edges <= RECOMPUTE_EDGES else KIB_PER_EDGE_RECOMPUTED
+    per_edge = KIB_PER_EDGE_KEPT if edges <= RECOMPUTE_EDGES["cpu"] else KIB_PER_EDGE_RECOMPUTED
     gib = 0.4 + edges * per_edge / 2**20
     scale = 2.0 / max(threads, 1)
     return gib, (edges * CPU_S_PER_EDGE[0] * scale, edges * CPU_S_PER_EDGE[1] * scale)

@@ -1,22 +1,23 @@
 """The Python side of `pair_style hipot`: one `Driver` per LAMMPS pair style, called each step.
 
 LAMMPS (pair_hipot.cpp) hands over, per MPI rank, the edges of its local atoms (full neighbour
-list, vectors x_j - x_i in double precision, ghost atoms being the periodic images and the atoms
-of the neighbouring domains) and the graph's nodes: its local atoms, then the ghost atoms that
-are their neighbours. Only local atoms are centres. Ghost atoms have no edges, so after
-every message-passing layer whose output feeds another their node features are replaced by their
-owners' (LAMMPS forward communication, `HIENet.forward`'s `exchange` hook). The energy is the sum
-over the local atoms; its gradient is taken in stages, layer by layer from the top, and between
-stages the gradients of the ghost features are sent back to their owners (reverse
-communication), so that every rank calls each communication in the same order, from the
-thread that runs LAMMPS, whatever its atoms. The result is the gradient of the total energy of
-all ranks with respect to this rank's edges: forces (on ghosts too: LAMMPS sends those to their
-owners, `newton on`), per-atom energies and the virial, exactly.
+list, vectors x_j - x_i in double precision) and the graph's nodes: its local atoms, then one
+ghost row per atom of another rank that some local atom has as a neighbour. A ghost atom that is a
+periodic image of a local atom is no node: its edges go to the local atom, with the image's vector
+(on one rank every ghost is such an image, so the graph is the same as the ASE calculator's).
+The step is `hipot.potential.Potential`, as for every engine: the same edge order, kernels,
+execution policy and CUDA-graph replay as the evaluator. On several ranks the ghost rows' node
+features come from their owners right before each gather (LAMMPS forward communication) and their
+gradients go back (reverse communication), in stages (`hipot.exchange`); every rank calls each
+communication in the same order, from the thread that runs LAMMPS, whatever its atoms. The
+result is the gradient of the total energy of all ranks with respect to this rank's edges:
+forces (on ghost rows too: LAMMPS sends those to their owners, `newton on`), per-atom energies,
+the virial and per-atom virials, exactly, summed in float64.
 
 Keywords of `pair_style hipot MODEL [keyword value ...]` are parsed here (see docs/lammps.md).
 
-Why one module: the settings, the step, its staged gradient and the exchange are the one Python
-object the C++ bridge calls; apart they would only pass its state around.
+Why one module: the settings, the step and the LAMMPS transport of the exchange are the one
+Python object the C++ bridge calls; apart they would only pass its state around.
 """
 from __future__ import annotations
 
@@ -33,13 +34,13 @@ import torch
 from torch import Tensor
 
 from ..checkpoint import ModelFileError
-from ..derivatives import edge_virials, forces_from_edge_gradient, frozen_weights
-from ..execution import ExecutionOptions
-from ..model import HIENet
+from ..derivatives import ForceStressModel
+from ..execution import ExecutionPolicy
 from ..nn.tensor_product import BACKENDS
 from ..optional import MissingDependency
+from ..potential import Potential
 from ..pretrained import load_model
-from ..types import AtomGraph, StructureError
+from ..types import PotentialInput, Prediction, StructureError
 
 # exchange(pointer, width, reverse, float32): LAMMPS communication, in place, of a C-contiguous
 # (nlocal + nghost, width) array of float64 slots, each holding one float64 or, with float32, two
@@ -86,7 +87,7 @@ class Settings:
     dtype: str = "float32"
     backend: str = "auto"
     min_distance: float = 0.1
-    exchange: bool = True  # debugging aid: off gives wrong results wherever ghost atoms matter
+    exchange: bool = True  # debugging aid: off gives wrong results on several ranks (ghost rows get zeros)
     timing: bool = False
 
     KEYWORDS = "device, dtype, backend, min_distance, timing, exchange"
@@ -140,15 +141,17 @@ def _set_threads(device: torch.device) -> None:
 
 
 class Timer:
-    """Seconds per part of the steps, when asked for (synchronising a GPU at each boundary)."""
+    """Seconds per part of the steps, when asked for (synchronising a GPU at each boundary), and
+    the mean size of the steps' graphs."""
 
     PARTS = ("steps", "edges_lammps", "to_device", "forward", "exchange", "backward", "reverse_exchange",
              "to_host")
+    COUNTS = ("graph_nodes", "exchanged_rows")  # per step: nodes; ghost rows each exchange receives
 
     def __init__(self, enabled: bool, device: torch.device):
         self.enabled = enabled
         self.sync = torch.cuda.synchronize if enabled and device.type == "cuda" else (lambda: None)
-        self.totals = dict.fromkeys(self.PARTS, 0.0)
+        self.totals = dict.fromkeys(self.PARTS + self.COUNTS, 0.0)
         self._last = 0.0
 
     def start(self) -> None:
@@ -164,12 +167,19 @@ class Timer:
             self.totals[part] += now - self._last
             self._last = now
 
+    def count(self, nodes: int, rows: int) -> None:
+        self.totals["steps"] += 1
+        self.totals["graph_nodes"] += nodes
+        self.totals["exchanged_rows"] += rows
+
     def report(self) -> tuple[str, list[float]]:
+        """Part names and seconds since the last report, then the counts as means per step."""
         if not self.enabled:
             return "", []
-        values = [self.totals[p] for p in self.PARTS]
-        self.totals = dict.fromkeys(self.PARTS, 0.0)
-        return " ".join(self.PARTS), values
+        steps = max(self.totals["steps"], 1)
+        values = [self.totals[p] for p in self.PARTS] + [self.totals[c] / steps for c in self.COUNTS]
+        self.totals = dict.fromkeys(self.PARTS + self.COUNTS, 0.0)
+        return " ".join(self.PARTS + self.COUNTS), values
 
 
 class Driver:
@@ -187,19 +197,16 @@ class Driver:
         s = Settings.parse(args)
         self.settings = s
         self.communicate = communicate
-        # the tensor-product kernel as everywhere (padded on a CPU: ghost atoms have no edges and
-        # cost it nothing, hipot.nn.tensor_product.atom_runs)
+        # the model, kernel and execution policy as everywhere (hipot.potential)
         self.model = load_model(s.model, device=s.device, dtype=s.dtype, backend=s.backend)
         p = next(self.model.parameters())
         self.device, self.dtype = p.device, p.dtype
         if embedded:
             _set_threads(self.device)
         self.timer = Timer(s.timing, self.device)
-        self.host = _HostBuffer(self.device)
+        self.host = _HostBuffers(self.device)
         self.type_to_z: Tensor | None = None
-        # Above this many edges per rank, per-edge activations are recomputed in the backward pass
-        # instead of kept (hipot.evaluator.Evaluator uses the same bounds).
-        self.recompute_edges = 200_000 if self.device.type == "cuda" else 20_000
+        self.potential = Potential(ForceStressModel(self.model), ExecutionPolicy.for_device(self.device.type))
         # test hook (tests/test_lammps.py): this rank fails in its first step, to check that one
         # rank's failure stops every rank
         self._fail_rank = int(os.environ.get("HIPOT_LAMMPS_FAIL_RANK", "-1"))
@@ -210,11 +217,8 @@ class Driver:
         return float(self.model.cutoff), self.exchange_width(), float(self.settings.min_distance)
 
     def exchange_width(self) -> int:
-        """float64 slots of the widest node-feature row any exchange sends (the invariant layers'
-        channels, then each interaction block's output irreps but the last; two float32 a slot)."""
-        c = self.model.config
-        widths = [c.invariant_channels] + [b.irreps_out.dim for b in self.model.blocks[:-1]]
-        widest = max(widths) if self.model.num_exchanges else 0
+        """float64 slots of the widest node-feature row any exchange sends (two float32 a slot)."""
+        widest = max(self.model.exchange_widths(), default=0)
         return (widest + 1) // 2 if self.dtype == torch.float32 else widest
 
     @guarded
@@ -248,91 +252,50 @@ class Driver:
         t = self.timer
         t.start()
         t.totals["edges_lammps"] += seconds_edges
-        dev, dt = self.device, self.dtype
         nodes_h = torch.from_numpy(np.frombuffer(nodes, dtype=np.int64))
         types_h = torch.from_numpy(np.frombuffer(types, dtype=np.intc))
-        center_h = torch.from_numpy(np.frombuffer(center, dtype=np.int64))
-        neighbor_h = torch.from_numpy(np.frombuffer(neighbor, dtype=np.int64))
-        vec_h = torch.from_numpy(np.frombuffer(vec, dtype=np.float64)).view(-1, 3)
-        n, n_edges = nodes_h.numel(), center_h.numel()
-        numbers = self.type_to_z[types_h.long()].to(dev)
-        center_t, neighbor_t = center_h.to(dev), neighbor_h.to(dev)
-        vec64 = vec_h.to(dev)
-        edge_vec = vec64.to(dt).detach().requires_grad_(True)  # detach: vec64 itself stays a plain tensor
-        graph = AtomGraph(numbers=numbers, positions=torch.zeros((n, 3), dtype=dt, device=dev),
-                          cell=torch.zeros((1, 3, 3), dtype=dt, device=dev),
-                          pbc=torch.zeros((1, 3), dtype=torch.bool, device=dev),
-                          center=center_t, neighbor=neighbor_t,
-                          cell_shift=torch.zeros((n_edges, 3), dtype=dt, device=dev),
-                          batch=torch.zeros(n, dtype=torch.long, device=dev),
-                          ptr=torch.tensor([0, n], device=dev))
-        options = ExecutionOptions.inference(recompute=n_edges > self.recompute_edges)
-        comm = _Exchange(self.communicate, nodes_h, nlocal, nlocal + nghost, dev, dt, self.host)
+        up = self.host.upload
+        inp = PotentialInput(numbers=up("numbers", self.type_to_z[types_h.long()]),
+                             center=up("center", torch.from_numpy(np.frombuffer(center, dtype=np.int64))),
+                             neighbor=up("neighbor", torch.from_numpy(np.frombuffer(neighbor, dtype=np.int64))),
+                             edge_vec=up("vec", torch.from_numpy(np.frombuffer(vec, dtype=np.float64)).view(-1, 3)),
+                             num_nodes=nlocal)
+        n = inp.numbers.shape[0]
+        exchange = self._exchange(nodes_h[nlocal:], nlocal, nlocal + nghost)
         t.lap("to_device")
-
-        with frozen_weights(self.model):
-            stages: list[tuple[dict[int, Tensor], dict[int, Tensor]]] = []
-
-            def exchange(xs: dict[int, Tensor]) -> dict[int, Tensor]:
-                t.lap("forward")
-                out = {l: v.requires_grad_(True) for l, v in comm(xs, reverse=False).items()}
-                stages.append((xs, out))
-                t.lap("exchange")
-                return out
-
-            with torch.enable_grad():
-                energies = self.model(graph, edge_vec, options, exchange if self.settings.exchange else None)
-                energy = energies[:nlocal].sum()
-            e = float(energies[:nlocal].detach().to(torch.float64).sum())
-            t.lap("forward")
-            g = self._staged_gradient(energy, edge_vec, stages, comm)
-
-        # outputs in float64, on the host, added to LAMMPS's arrays at the nodes' atoms
-        g64 = g.to(torch.float64)
-        forces = forces_from_edge_gradient(g64, center_t, neighbor_t, n)
-        w = -edge_virials(vec64, g64)  # (E, 3, 3): LAMMPS's virial is minus dE/d(strain)
-        w6 = torch.stack([w[:, 0, 0], w[:, 1, 1], w[:, 2, 2], w[:, 0, 1], w[:, 0, 2], w[:, 1, 2]], dim=1)
-        virial = w6.sum(0).cpu()
-        index = nodes_h.numpy()
-        if n:
-            # nodes are distinct atoms, so a fancy-indexed += adds each row once
-            np.frombuffer(f, dtype=np.float64).reshape(-1, 3)[index] += forces.cpu().numpy()
-        if eatom is not None and nlocal:
-            np.frombuffer(eatom, dtype=np.float64)[:nlocal] += energies[:nlocal].detach().to(torch.float64).cpu().numpy()
-        if vatom is not None and n:
-            # half of each edge's virial on each of its two atoms
-            half = 0.5 * w6
-            per_atom = torch.zeros((n, 6), dtype=torch.float64, device=dev).index_add_(0, center_t, half)
-            per_atom.index_add_(0, neighbor_t, half)
-            np.frombuffer(vatom, dtype=np.float64).reshape(-1, 6)[index] += per_atom.cpu().numpy()
+        pred = self.potential(inp, forces=True, virial=True, atom_virials=vatom is not None, exchange=exchange,
+                              marks=t.lap)
+        self._write(pred, nodes_h.numpy(), nlocal, f, eatom, vatom)
         t.lap("to_host")
-        t.totals["steps"] += 1
-        return e, tuple(float(v) for v in virial)
+        t.count(n, n - nlocal)
+        w = pred.virial[0]
+        return float(pred.energy[0]), (float(w[0, 0]), float(w[1, 1]), float(w[2, 2]), float(w[0, 1]),
+                                       float(w[0, 2]), float(w[1, 2]))
 
-    def _staged_gradient(self, energy: Tensor, edge_vec: Tensor, stages, comm: "_Exchange") -> Tensor:
-        """dE_total/d(edge vectors) through the exchanges, top layer first (see the module docstring)."""
-        t = self.timer
-        total = torch.zeros_like(edge_vec)
-        outputs, grad_outputs = [energy], [None]
-        for k in range(len(stages), -1, -1):
-            inputs = [edge_vec] + (list(stages[k - 1][1].values()) if k > 0 else [])
-            keep = [(o, g) for o, g in zip(outputs, grad_outputs) if o.requires_grad]
-            if keep:
-                grads = torch.autograd.grad([o for o, _ in keep], inputs, [g for _, g in keep],
-                                            retain_graph=k > 0, allow_unused=True)
-            else:
-                grads = [None] * len(inputs)
-            if grads[0] is not None:
-                total += grads[0]
-            t.lap("backward")
-            if k == 0:
-                break
-            xs, out = stages[k - 1]
-            g_out = {l: gr if gr is not None else torch.zeros_like(o) for (l, o), gr in zip(out.items(), grads[1:])}
-            g_in = comm(g_out, reverse=True)
-            outputs, grad_outputs = [xs[l] for l in g_in], [g_in[l] for l in g_in]
-            t.lap("reverse_exchange")
-        return total
+    def _exchange(self, ghost_index: Tensor, nlocal: int, natoms: int) -> "_LammpsExchange | _NoExchange | None":
+        """How ghost rows get their features: none on one rank (every ghost is folded onto its
+        owner, so there is nothing to exchange); else LAMMPS communication on every rank alike,
+        whatever its own rows (or zeros, with the debugging keyword `exchange no`)."""
+        if self.nprocs == 1:
+            return None
+        if not self.settings.exchange:
+            return _NoExchange(nlocal, ghost_index.numel())
+        return _LammpsExchange(self.communicate, ghost_index, nlocal, natoms, self.device, self.dtype, self.host,
+                               self.timer)
+
+    @staticmethod
+    def _write(pred: Prediction, index: np.ndarray, nlocal: int, f, eatom, vatom) -> None:
+        """Add the prediction to LAMMPS's arrays at the nodes' atoms (distinct atoms, so a
+        fancy-indexed += adds each row once)."""
+        if not index.size:
+            return
+        np.frombuffer(f, dtype=np.float64).reshape(-1, 3)[index] += pred.forces.cpu().numpy()
+        if eatom is not None and nlocal:
+            np.frombuffer(eatom, dtype=np.float64)[:nlocal] += pred.energies.detach().cpu().numpy()
+        if vatom is not None:
+            w = pred.atom_virials
+            w6 = torch.stack([w[:, 0, 0], w[:, 1, 1], w[:, 2, 2], w[:, 0, 1], w[:, 0, 2], w[:, 1, 2]], dim=1)
+            np.frombuffer(vatom, dtype=np.float64).reshape(-1, 6)[index] += w6.cpu().numpy()
 
     @guarded
     def timing(self) -> tuple[str, list[float]]:
@@ -340,65 +303,103 @@ class Driver:
         return self.timer.report()
 
 
-class _Exchange:
-    """LAMMPS communication of node features {l: (nodes, mul, 2l+1)} or of their gradients.
+class _NoExchange:
+    """`exchange no` (debugging): ghost rows get zeros and send nothing back."""
 
-    LAMMPS communicates rows of all its nlocal + nghost atoms (a ghost may pass features on to
-    the ghosts of the next direction), so the nodes' rows are placed into a host array of that
-    size and read back from it. Forward: ghost rows <- their owners' (the model's values for
-    ghost nodes are discarded). Reverse: owners += their ghosts' rows; ghost nodes then get
-    zero, the gradient having moved to the owner.
+    def __init__(self, nlocal: int, nghosts: int):
+        self.nlocal, self.nghosts = nlocal, nghosts
 
-    The rows are laid out on the model's device and cross to the host in one copy each way,
-    into a host buffer kept between calls (pinned for a GPU); only the rows LAMMPS reads cross
-    (forward: the local rows out, the ghost rows back; reverse: all rows out, the local rows
-    back). A float32 model sends float32 pairs in LAMMPS's float64 slots: half the bytes."""
+    def ghosts(self, x: Tensor) -> Tensor:
+        return x.new_zeros((self.nghosts, x.shape[1]))
 
-    def __init__(self, communicate: Communicate, nodes: Tensor, nlocal: int, natoms: int, device: torch.device,
-                 dtype: torch.dtype, host: "_HostBuffer"):
+    def owners(self, g: Tensor) -> Tensor:
+        return g.new_zeros((self.nlocal, g.shape[1]))
+
+
+class _LammpsExchange:
+    """`hipot.exchange.GhostExchange` through LAMMPS's communication of a (nlocal + nghost, width)
+    host array (a ghost atom may pass rows on to the ghosts of the next direction, so LAMMPS
+    reads and writes rows of all its atoms).
+
+    Forward: the local rows cross to the host in one copy, LAMMPS fills its ghost atoms' rows from
+    their owners, and the ghost rows of the graph (one LAMMPS ghost atom per remote atom) are
+    gathered into a kept host buffer and cross back in one copy. Reverse: the ghost rows' gradients
+    cross in one copy, are placed at their LAMMPS atoms in an array kept zero between calls, LAMMPS
+    adds ghost rows to their owners (leaving them zero), and the local rows cross back in one copy. Host buffers are kept between
+    calls (pinned for a GPU). A float32 model sends float32 pairs in LAMMPS's float64 slots: half
+    the bytes."""
+
+    def __init__(self, communicate: Communicate, ghost_index: Tensor, nlocal: int, natoms: int,
+                 device: torch.device, dtype: torch.dtype, host: "_HostBuffers", timer: Timer):
         self.communicate, self.nlocal, self.natoms = communicate, nlocal, natoms
-        self.nodes = nodes.to(device)
-        self.device, self.dtype, self.host = device, dtype, host
+        self.ghost_index = ghost_index
+        self.device, self.dtype, self.host, self.timer = device, dtype, host, timer
         self.float32 = dtype == torch.float32  # else float64: one number a slot
 
-    def __call__(self, xs: dict[int, Tensor], reverse: bool) -> dict[int, Tensor]:
-        keys = sorted(xs)
-        n, nlocal = self.nodes.numel(), self.nlocal
-        widths = [xs[l].shape[1] * xs[l].shape[2] for l in keys]
-        width = sum(widths) + (sum(widths) % 2 if self.float32 else 0)  # whole float64 slots
-        rows = self.host.get(self.natoms * width, self.dtype).view(self.natoms, width)
-        flat = torch.cat([xs[l].detach().reshape(n, w) for l, w in zip(keys, widths)], dim=1)
-        if width > flat.shape[1]:
-            flat = torch.nn.functional.pad(flat, (0, width - flat.shape[1]))
-        if reverse and self.device.type == "cpu":
-            rows.zero_().index_copy_(0, self.nodes, flat)
-        elif reverse:
-            laid = torch.zeros((self.natoms, width), dtype=self.dtype, device=self.device)
-            rows.copy_(laid.index_copy_(0, self.nodes, flat))
-        else:
-            rows[:nlocal].copy_(flat[:nlocal])  # owners are local atoms; LAMMPS fills the ghost rows
-        slots = width // 2 if self.float32 else width
+    def _width(self, w: int) -> int:
+        return w + (w % 2 if self.float32 else 0)  # whole float64 slots
+
+    def _call(self, rows: Tensor, reverse: bool) -> None:
+        slots = rows.shape[1] // 2 if self.float32 else rows.shape[1]
         self.communicate(rows.data_ptr(), slots, reverse, self.float32)
-        if reverse:
-            out = torch.zeros((n, width), dtype=self.dtype, device=self.device)
-            out[:nlocal] = rows[:nlocal]
-        else:
-            ghosts = rows[nlocal:].to(self.device)
-            out = torch.cat([flat[:nlocal], ghosts.index_select(0, self.nodes[nlocal:] - nlocal)])
-        parts = out[:, : sum(widths)].split(widths, dim=1)
-        return {l: p.reshape(xs[l].shape).contiguous() for l, p in zip(keys, parts)}
+
+    def ghosts(self, x: Tensor) -> Tensor:
+        self.timer.lap("forward")
+        w = x.shape[1]
+        width = self._width(w)
+        x = torch.nn.functional.pad(x, (0, width - w)) if width > w else x
+        rows = self.host.get("forward", self.natoms * width, self.dtype).view(self.natoms, width)
+        rows[: self.nlocal].copy_(x)  # owners are local atoms; LAMMPS fills the ghost rows
+        self._call(rows, reverse=False)
+        staged = self.host.get("ghosts", self.ghost_index.numel() * width, self.dtype).view(-1, width)
+        torch.index_select(rows, 0, self.ghost_index, out=staged)
+        out = staged.to(self.device, copy=True)[:, :w]
+        self.timer.lap("exchange")
+        return out
+
+    def owners(self, g: Tensor) -> Tensor:
+        self.timer.lap("backward")
+        w = g.shape[1]
+        width = self._width(w)
+        staged = self.host.get("ghosts", self.ghost_index.numel() * width, self.dtype).view(-1, width)
+        staged[:, :w].copy_(g)
+        staged[:, w:].zero_()
+        # zero between reverse exchanges: LAMMPS leaves the ghost rows zero (pair_hipot.cpp,
+        # pack_reverse_comm), the local rows are cleared below, so nothing is cleared in full
+        rows = self.host.get("reverse", self.natoms * width, self.dtype, zeroed=True).view(self.natoms, width)
+        rows.index_copy_(0, self.ghost_index, staged)
+        self._call(rows, reverse=True)
+        out = rows[: self.nlocal, :w].to(self.device, copy=True)
+        rows[: self.nlocal].zero_()
+        self.timer.lap("reverse_exchange")
+        return out
 
 
-class _HostBuffer:
-    """One growing host buffer for the exchanges of every step (pinned when the model is on a GPU,
-    so that the copies run at full speed and nothing is allocated per exchange)."""
+class _HostBuffers:
+    """Host memory kept between steps (pinned when the model is on a GPU, so that copies run at
+    full speed and nothing is allocated per exchange): named growing buffers, and the upload of
+    the step's inputs."""
 
     def __init__(self, device: torch.device):
+        self.device = device
         self.pin = device.type == "cuda"
-        self.data = torch.empty(0, dtype=torch.uint8)
+        self.data: dict[str, Tensor] = {}
 
-    def get(self, numel: int, dtype: torch.dtype) -> Tensor:
+    def get(self, name: str, numel: int, dtype: torch.dtype, zeroed: bool = False) -> Tensor:
+        """The first `numel` elements of buffer `name` (zero when new, with `zeroed`)."""
         nbytes = numel * dtype.itemsize
-        if self.data.numel() < nbytes:
-            self.data = torch.empty(int(nbytes * 1.25) + 64, dtype=torch.uint8, pin_memory=self.pin)
-        return self.data[:nbytes].view(dtype)
+        buf = self.data.get(name)
+        if buf is None or buf.numel() < nbytes:
+            make = torch.zeros if zeroed else torch.empty
+            buf = self.data[name] = make(int(nbytes * 1.25) + 64, dtype=torch.uint8, pin_memory=self.pin)
+        return buf[:nbytes].view(dtype)
+
+    def upload(self, name: str, t: Tensor) -> Tensor:
+        """A host tensor (LAMMPS's memory) on the model's device: through the pinned buffer `name`
+        for a GPU (asynchronous: the previous step's copies are done, its forces were read back);
+        on a CPU the tensor itself (valid for the step)."""
+        if not self.pin:
+            return t
+        staged = self.get(name, t.numel(), t.dtype).view(t.shape)
+        staged.copy_(t)
+        return staged.to(self.device, non_blocking=True)

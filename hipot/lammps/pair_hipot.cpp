@@ -8,13 +8,18 @@
 // includes no LAMMPS code, is MIT as well.
 //
 // The pair style owns the LAMMPS side of a step: the edges of the local atoms from a full
-// neighbour list (vectors in double precision), the checks every rank must agree on, and the
-// communication of node features between message-passing layers (forward_comm; reverse_comm of
-// their gradients in the backward pass). The model runs in Python (hipot/lammps/driver.py),
-// reached through python_bridge.cpp, which this file loads at run time so that one build works
-// both in the `lmp` program and in a Python process driving LAMMPS.
+// neighbour list (vectors in double precision), the graph's nodes, the checks every rank must
+// agree on, and the communication of node features between message-passing layers (forward_comm;
+// reverse_comm of their gradients in the backward pass). The model runs in Python
+// (hipot/lammps/driver.py), reached through python_bridge.cpp, which this file loads at run time
+// so that one build works both in the `lmp` program and in a Python process driving LAMMPS.
 //
-// One file of about 470 lines, as a LAMMPS style is: loading the Python half, the pair style
+// Nodes: a ghost atom that is a periodic image of a local atom is folded onto it (its edges go to
+// the local atom, with the image's own vector), found by atom ID; only atoms of other ranks are
+// ghost rows, one per atom however many of its images are neighbours. On one rank every ghost
+// folds: the graph is the calculator's and nothing is exchanged.
+//
+// One file of about 520 lines, as a LAMMPS style is: loading the Python half, the pair style
 // class, and the registration LAMMPS's plugin loader calls.
 
 #include "atom.h"
@@ -39,6 +44,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <unordered_map>
 #include <vector>
 
 #ifndef HIPOT_PYTHON
@@ -150,8 +156,15 @@ class PairHIPot : public Pair {
   std::vector<int> node_type;
   std::vector<std::string> elements;  // of pair_coeff, kept for a repeated pair_style
   std::vector<double> edge_vec;
+  // the fold of ghost atoms onto nodes, valid while the atoms keep their indices (until the next
+  // neighbour-list build): local index by atom ID, ghost row by atom ID
+  std::unordered_map<tagint, long long> local_of_tag, row_of_tag;
+  bigint fold_ncalls = -1;
+  int fold_nlocal = -1, fold_nghost = -1;
 
   void check_units();
+  void refresh_fold();
+  long long fold(int j);
   void set_elements(const std::vector<std::string> &names);
   void all_agree(bool ok, const std::string &msg);
   void check_geometry(double min_rsq, int i, int j);
@@ -297,6 +310,49 @@ void PairHIPot::check_geometry(double min_rsq, int i, int j)
   all_agree(comm->me != worst.rank, msg);
 }
 
+// Atoms keep their indices between neighbour-list builds (LAMMPS exchanges and sorts atoms only
+// then): the fold is reset at each build and filled as ghosts turn up as neighbours.
+void PairHIPot::refresh_fold()
+{
+  const int nlocal = atom->nlocal, nghost = atom->nghost;
+  if (neighbor->ncalls == fold_ncalls && nlocal == fold_nlocal && nghost == fold_nghost) return;
+  fold_ncalls = neighbor->ncalls;
+  fold_nlocal = nlocal;
+  fold_nghost = nghost;
+  nodes.resize(nlocal);
+  node_of.assign(nlocal + nghost, -1);
+  local_of_tag.clear();
+  local_of_tag.reserve(nlocal);
+  row_of_tag.clear();
+  for (int i = 0; i < nlocal; ++i) {
+    nodes[i] = node_of[i] = i;
+    local_of_tag[atom->tag[i]] = i;
+  }
+}
+
+// The node of ghost atom j: the local atom it is an image of, else the ghost row of its atom
+// (a new row for the first of its images met).
+long long PairHIPot::fold(int j)
+{
+  const tagint id = atom->tag[j];
+  auto local = local_of_tag.find(id);
+  long long node;
+  if (local != local_of_tag.end()) {
+    node = local->second;
+  } else {
+    auto row = row_of_tag.find(id);
+    if (row != row_of_tag.end()) {
+      node = row->second;
+    } else {
+      node = static_cast<long long>(nodes.size());
+      nodes.push_back(j);
+      row_of_tag.emplace(id, node);
+    }
+  }
+  node_of[j] = node;
+  return node;
+}
+
 void PairHIPot::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
@@ -306,16 +362,9 @@ void PairHIPot::compute(int eflag, int vflag)
   const double cutsq_model = cutoff * cutoff;
 
   // Edges of the local atoms within the cutoff (the list reaches cutoff + skin), vectors in
-  // double precision from LAMMPS's positions: exact however far the box is from the origin.
-  // Nodes: the local atoms, then the ghosts some local atom has within the cutoff.
-  const int *type = atom->type;
-  nodes.resize(nlocal);
-  node_type.resize(nlocal);
-  node_of.assign(nlocal + nghost, -1);
-  for (int i = 0; i < nlocal; ++i) {
-    nodes[i] = node_of[i] = i;
-    node_type[i] = type[i];
-  }
+  // double precision from LAMMPS's positions (an image's own position): exact however far the
+  // box is from the origin. Nodes: the local atoms, then the ghost rows (see the top of this file).
+  refresh_fold();
   edge_center.clear();
   edge_neighbor.clear();
   edge_vec.clear();
@@ -339,18 +388,16 @@ void PairHIPot::compute(int eflag, int vflag)
         close_j = j;
       }
       if (rsq < cutsq_model) {
-        if (node_of[j] < 0) {
-          node_of[j] = static_cast<long long>(nodes.size());
-          nodes.push_back(j);
-          node_type.push_back(type[j]);
-        }
+        const long long node = node_of[j] >= 0 ? node_of[j] : fold(j);
         edge_center.push_back(i);
-        edge_neighbor.push_back(node_of[j]);
+        edge_neighbor.push_back(node);
         edge_vec.insert(edge_vec.end(), {dx, dy, dz});
       }
     }
   }
   check_geometry(min_rsq, close_i, close_j);
+  node_type.resize(nodes.size());
+  for (size_t k = 0; k < nodes.size(); ++k) node_type[k] = atom->type[nodes[k]];
 
   hipot_step step{};
   step.nlocal = nlocal;
@@ -402,9 +449,14 @@ void PairHIPot::unpack_forward_comm(int n, int first, double *buf)
   std::memcpy(xbuf + (long long) first * xwidth, buf, (size_t) n * xwidth * sizeof(double));
 }
 
+// The rows leave zeros behind: every ghost row is packed once per reverse communication (after
+// any it passed rows on to), so the array is zero again but for the local rows, which the driver
+// reads and clears (it keeps the array zero between exchanges instead of clearing all of it).
 int PairHIPot::pack_reverse_comm(int n, int first, double *buf)
 {
-  std::memcpy(buf, xbuf + (long long) first * xwidth, (size_t) n * xwidth * sizeof(double));
+  double *rows = xbuf + (long long) first * xwidth;
+  std::memcpy(buf, rows, (size_t) n * xwidth * sizeof(double));
+  std::memset(rows, 0, (size_t) n * xwidth * sizeof(double));
   return n * xwidth;
 }
 
@@ -442,7 +494,8 @@ void PairHIPot::finish()
   MPI_Allreduce(values, worst, nmax, MPI_DOUBLE, MPI_MAX, world);
   if (comm->me != 0) return;
   std::vector<std::string> labels = utils::split_words(names);  // one word per part
-  std::string out = "pair hipot timing (seconds; mean over ranks / slowest rank):\n";
+  std::string out = "pair hipot timing (seconds; graph_nodes, exchanged_rows: per step; mean over ranks / "
+                    "largest):\n";
   for (int k = 0; k < nmax; ++k)
     out += fmt::format("  {:<28s} {:10.4f} {:10.4f}\n", k < (int) labels.size() ? labels[k] : "?",
                        sum[k] / comm->nprocs, worst[k]);

@@ -65,10 +65,14 @@ class InteractionBlock(nn.Module):
         self.inv_avg_neighbors = 1.0 / avg_num_neighbors
 
     def forward(self, xs: dict[int, Tensor], sh: Tensor, radial: Tensor, center: Tensor, neighbor: Tensor,
-                options: ExecutionOptions = ExecutionOptions()) -> dict[int, Tensor]:
-        sc = self.self_connection(xs)
+                options: ExecutionOptions = ExecutionOptions(), num_nodes: int | None = None) -> dict[int, Tensor]:
+        """xs: features of every node the edges reach; returns those of the first `num_nodes`
+        (default all), the centres: the rest (ghost rows) only feed the convolution's gather."""
+        n = xs[0].shape[0] if num_nodes is None else num_nodes
+        own = xs if n == xs[0].shape[0] else {l: t[:n] for l, t in xs.items()}
+        sc = self.self_connection(own)
         h = self.linear_1(xs)
-        agg = self.tp(h, sh, self.radial.hidden(radial), self.radial.last(), center, neighbor, h[0].shape[0], options)
+        agg = self.tp(h, sh, self.radial.hidden(radial), self.radial.last(), center, neighbor, n, options)
         h = self.linear_2({l: t * self.inv_avg_neighbors for l, t in agg.items()})
         h = {l: h[l] + sc[l] if l in sc else h[l] for l in h}
         return self.gate(h)

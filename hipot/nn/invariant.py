@@ -47,22 +47,26 @@ class InvariantAttentionLayer(nn.Module):
         self.dropout_attn = nn.Dropout(dropout_attn)
 
     def forward(self, x: Tensor, center: Tensor, neighbor: Tensor, radial: Tensor, envelope: Tensor,
-                options: ExecutionOptions = ExecutionOptions()) -> Tensor:
+                options: ExecutionOptions = ExecutionOptions(), num_nodes: int | None = None) -> Tensor:
+        """x: (nodes, C) features of every node the edges reach; returns those of the first
+        `num_nodes` (default all), the centres: the rest (ghost rows) are only gathered from."""
         c = self.channels
-        q = self.query(x)
+        own = x if num_nodes is None else x[:num_nodes]
+        q = self.query(own)
         k = self.key(x)
         v = self.value(x)
+        n = own.shape[0]
         # The first layers of both edge MLPs act on [node_a, node_b, edge]: a linear map of a
         # concatenation is a sum of maps of its parts, so the node parts are computed per node and
         # gathered, never as (E, 3C) concatenations.
         wk, wm = self.key_mlp[0].weight, self.msg_mlp[0].weight
-        k_a, k_b = k @ wk[:, :c].T, k @ wk[:, c : 2 * c].T
-        v_a, v_b = v @ wm[:, :c].T, v @ wm[:, c : 2 * c].T
+        k_a, k_b = k[:n] @ wk[:, :c].T, k @ wk[:, c : 2 * c].T
+        v_a, v_b = v[:n] @ wm[:, :c].T, v @ wm[:, c : 2 * c].T
         # with options.recompute, each chunk's (E, C) activations are recomputed in the backward
         # pass from its radial features instead of being stored
         (agg,) = sum_over_edge_chunks(self._messages, (radial, envelope, center, neighbor), (q, k_a, k_b, v_a, v_b),
                                       options.edge_chunk, options.recompute)
-        return self._update(x, agg)
+        return self._update(own, agg)
 
     def _update(self, x: Tensor, agg: Tensor) -> Tensor:
         o = self.out(agg)
