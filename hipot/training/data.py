@@ -110,6 +110,10 @@ def _label(atoms: Atoms, key: str, fallback: str, per_atom: bool):
     return None
 
 
+# How a frame with neither an energy nor force labels is reported: one problem, not three.
+UNLABELLED = "unlabelled"
+
+
 def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]:
     """Turn one labelled Atoms into a Sample; returns it with the list of problems found."""
     problems: list[str] = []
@@ -118,7 +122,10 @@ def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]
     forces = _label(atoms, keys.forces, "forces", True)
     stress = _label(atoms, keys.stress, "stress", False)
     e = float("nan")
-    if energy is None:
+    if energy is None and forces is None:
+        problems.append(f"{UNLABELLED} frame: no energy or force labels ('{keys.energy}', '{keys.forces}' or a "
+                        "calculator's results)")
+    elif energy is None:
         problems.append(f"no energy label ('{keys.energy}' or a calculator energy)")
     else:
         try:
@@ -152,13 +159,17 @@ def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]
     return sample, problems
 
 
-def check_sample(sample: Sample, species: Sequence[int] | None, require_forces: bool) -> list[str]:
-    """Problems of a sample's labels and structure (empty list: fine)."""
+def check_sample(sample: Sample, species: Sequence[int] | None, require_forces: bool,
+                 found: Sequence[str] = ()) -> list[str]:
+    """Problems of a sample's labels and structure (empty list: fine), beyond those `found` while
+    reading it (`sample_from_atoms`): a frame without an energy label is said to have none, once,
+    not also to have a NaN one."""
     problems = []
-    if not np.isfinite(sample.energy):
+    unlabelled = any(p.startswith(UNLABELLED) for p in found)
+    if not np.isfinite(sample.energy) and not unlabelled and not any(p.startswith("no energy label") for p in found):
         problems.append(f"energy label is {sample.energy}")
     if sample.forces is None:
-        if require_forces:
+        if require_forces and not unlabelled:
             problems.append("no force labels")
     elif not np.all(np.isfinite(sample.forces)):
         bad = np.unique(np.where(~np.isfinite(sample.forces))[0])
@@ -311,7 +322,7 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
     for path in paths:
         name = frame_file(path, fmt)  # what the frame numbers count in, also for 'FILE@SLICE'
         for k, sample, problems in iter_file(path, keys, index, fmt):
-            problems = problems + check_sample(sample, species, require_forces)
+            problems = problems + check_sample(sample, species, require_forces, problems)
             if problems:
                 n_bad += 1
                 if len(errors) < max_report:
