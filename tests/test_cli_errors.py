@@ -140,6 +140,36 @@ def test_unreadable_inputs_are_one_line(files, tmp_path, monkeypatch, capsys, co
             assert err.startswith(f"hipot {verb[0]}: error: {path}") and ("cannot read" in err or "no structures" in err)
 
 
+def test_garbled_cif_is_one_line_without_the_readers_warnings(files, tmp_path, monkeypatch, capsys):
+    """ASE's CIF reader warns with the garbled row's bytes before it fails: those warnings are held
+    back, only hipot's one-line error is shown; a readable file's warnings still come, naming it
+    (issue 26, item 5)."""
+    import warnings
+
+    d, _, _ = files
+    _no_model_load(monkeypatch)
+    good = tmp_path / "si.cif"
+    ase.io.write(good, bulk("Si", "diamond", a=5.43))
+    text = good.read_text()
+    garbled = tmp_path / "garbled.cif"
+    row = next(ln for ln in text.splitlines() if ln.strip().startswith("Si  Si2"))
+    garbled.write_bytes(text.replace("_cell_length_a       ", "_cell_length_a       3.8\x0195x")
+                        .replace(row, row.replace("Si2", "Si2  \xff\xfe")).encode("latin-1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", str(garbled), "-o", str(tmp_path / "o.extxyz"), "--model", str(d / "tiny"),
+                     "--device", "cpu", "-q"]) == 2
+    err = _err(capsys)
+    assert not caught, [str(w.message) for w in caught]
+    assert len(err.splitlines()) == 1 and err.startswith(f"hipot predict: error: {garbled}: cannot read")
+    from hipot.tasks.common import read_labelled
+
+    warned = tmp_path / "warned.cif"
+    warned.write_text(text.replace(row, row + "  extra"))  # a row with one token too many: read, with a warning
+    with pytest.warns(UserWarning, match=f"{warned}: Wrong number"):
+        assert len(read_labelled(str(warned))[0]) == 1
+
+
 def test_folder_missing_file_and_index_past_the_end(files, tmp_path, monkeypatch, capsys):
     d, _, _ = files
     _no_model_load(monkeypatch)

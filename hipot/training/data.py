@@ -24,6 +24,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from ..graph import AtomGraph, StructureBatch, StructureError, check_structure, graph_from_lists, neighbor_lists
+from ..io import held_warnings
 
 KBAR_PER_EV_A3 = 1602.1766208  # 1 eV/A^3 = 160.21766208 GPa
 EV_PER_KCAL_MOL = 4.184 / 96.48533212  # 1 kcal/mol in eV (rMD17 units)
@@ -275,7 +276,8 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
     k = 0
     while True:
         try:
-            atoms = next(frames)
+            with held_warnings(path):
+                atoms = next(frames)
         except StopIteration:
             return
         except Exception as e:  # each ASE reader fails its own way on an empty, truncated or garbled file
