@@ -170,6 +170,28 @@ def test_garbled_cif_is_one_line_without_the_readers_warnings(files, tmp_path, m
         assert len(read_labelled(str(warned))[0]) == 1
 
 
+@pytest.mark.parametrize("verb", [
+    ["md", "example:Si", "--temperature", "-100"], ["md", "example:Si", "--temperature", "nan"],
+    ["md", "example:Si", "--steps", "-1"], ["md", "example:Si", "--timestep", "0"],
+    ["md", "example:Si", "--interval", "0"], ["md", "example:Si", "--tdamp", "-5"],
+    ["relax", "example:Si", "-o", "r.extxyz", "--fmax", "0"], ["relax", "example:Si", "-o", "r.extxyz", "--steps", "-5"],
+    ["eos", "example:Si", "--points", "3"], ["phonons", "example:Si", "--displacement", "-0.01"],
+    ["elastic", "example:Si", "--strain", "0.5"], ["predict", "example:Si", "-o", "p.extxyz", "--batch-size", "0"],
+])
+def test_bad_option_values_are_refused_before_any_work(files, tmp_path, monkeypatch, capsys, verb):
+    """A negative temperature, a step count below zero, a zero timestep...: one line naming the
+    option, exit 2, before the model loads and before any file is written (issue 26, item 3: a
+    negative temperature used to start the run and leave NaN rows in md.traj and md.log)."""
+    d, _, _ = files
+    _no_model_load(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main([*verb, "--model", str(d / "tiny"), "--device", "cpu", "-q"]) == 2
+    err = _err(capsys)
+    option = next(v for v in verb[2:] if v.startswith("--"))
+    assert err.startswith(f"hipot {verb[0]}: error: {option} must be") and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
 def test_folder_missing_file_and_index_past_the_end(files, tmp_path, monkeypatch, capsys):
     d, _, _ = files
     _no_model_load(monkeypatch)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
+import math
 import os
 import sys
 import tempfile
@@ -53,6 +54,24 @@ def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "edges", "padded", "cueq"],
                    help="tensor-product kernels: cuEquivariance on a GPU when installed (auto), or force one")
+
+
+# What an option's value must satisfy (besides being a finite number), for `check_numbers`.
+_RULES = {"> 0": lambda v: v > 0, ">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1,
+          "finite": lambda v: True, "in (0, 0.5)": lambda v: 0 < v < 0.5, "in (0, 0.1)": lambda v: 0 < v < 0.1,
+          ">= 5": lambda v: v >= 5}
+
+
+def check_numbers(args: argparse.Namespace, **rules: str) -> None:
+    """Numeric options checked before anything is read, loaded or written: each named option (an
+    attribute of args; None: not given) must be a finite number satisfying its rule (a key of
+    _RULES: '> 0', '>= 0', '>= 1', ...), else a CLIError naming the option."""
+    for name, rule in rules.items():
+        value = getattr(args, name, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and not (math.isfinite(v) and _RULES[rule](v)):
+                raise CLIError(f"--{name.replace('_', '-')} must be {'a finite number' if rule == 'finite' else rule}"
+                               f" (got {v:g}); nothing was run")
 
 
 def check_device(device: str):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (add_one_structure_args, add_summary_args, friendly, one_structure, prepare, say, task_defaults, task_model,
-                     write_summary)
+from .common import (add_one_structure_args, add_summary_args, check_numbers, friendly, one_structure, prepare, say,
+                     task_defaults, task_model, write_summary)
 
 
 # ---------------------------------------------------------------- phonons
@@ -14,6 +14,8 @@ from .common import (add_one_structure_args, add_summary_args, friendly, one_str
 def cmd_phonons(args: argparse.Namespace) -> int:
     from ..tasks.phonons import phonons
 
+    check_numbers(args, supercell_length="> 0", supercell=">= 1", displacement="> 0", mesh="> 0", t_max="> 0",
+                  t_step="> 0")
     prepare(args, ("phonopy", "spglib"), files=[args.plot, args.thermal])
     res = phonons(one_structure(args), task_model(args), supercell_length=args.supercell_length, supercell=args.supercell,
                   displacement=args.displacement, relax_first=not args.no_relax, mesh=args.mesh, t_max=args.t_max,
@@ -35,6 +37,7 @@ def cmd_phonons(args: argparse.Namespace) -> int:
 def cmd_eos(args: argparse.Namespace) -> int:
     from ..tasks.eos import eos
 
+    check_numbers(args, strain="in (0, 0.5)", points=">= 5")
     prepare(args, () if args.no_relax else ("spglib",), files=[args.plot])
     res = eos(one_structure(args, evaluations=args.points), task_model(args), strain=args.strain, points=args.points,
               relax_first=not args.no_relax, device=args.device, dtype=args.dtype, progress=not args.quiet)
@@ -52,6 +55,7 @@ def cmd_elastic(args: argparse.Namespace) -> int:
 
     from ..tasks.elastic import elastic
 
+    check_numbers(args, strain="in (0, 0.1)")
     prepare(args, () if args.no_relax else ("spglib",))
     res = elastic(one_structure(args, evaluations=13), task_model(args), strain=args.strain, relax_first=not args.no_relax,
                   device=args.device, dtype=args.dtype, progress=not args.quiet)

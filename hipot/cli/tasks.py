@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames, friendly, model_species, one_structure,
+from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames,
+                     check_numbers, friendly, model_species, one_structure,
                      output_format, prepare, rank_device, run_key, say, task_defaults, task_model, warn_if_large,
                      write_summary)
 
@@ -25,6 +26,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from ..tasks.common import Tally, read_labelled
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
 
+    check_numbers(args, fmax="> 0", steps=">= 0", batch_size=">= 1", batch_atoms=">= 1")
     fmt = output_format(args.output, "relax", results_needed=False)
     prepare(args, ("spglib",) if args.symmetry else (), files=[args.output, args.trajectory])
     frames, labels = read_labelled(args.input, args.index)
@@ -68,6 +70,8 @@ def cmd_md(args: argparse.Namespace) -> int:
     from ..tasks.common import Tally
     from ..tasks.md import md
 
+    check_numbers(args, temperature=">= 0", timestep="> 0", steps=">= 0", pressure="finite", friction=">= 0",
+                  tdamp="> 0", pdamp="> 0", interval=">= 1")
     log = args.log or str(Path(args.trajectory).with_suffix(".log"))
     prepare(args, files=[args.trajectory, log])
     atoms = one_structure(args, evaluations=args.steps)
@@ -101,6 +105,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
     from ..tasks.screen import analyse, candidates
 
+    check_numbers(args, fmax="> 0", steps=">= 0", batch_size=">= 1", max_atoms=">= 1")
     prepare(args, ("spglib", "pymatgen"), folders=[args.out])
     if args.candidates:
         structures, labels = read_labelled(args.candidates)
