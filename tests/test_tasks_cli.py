@@ -211,3 +211,48 @@ def test_dispersion_on_the_verbs(tiny_dir, tmp_path):
                  "--dispersion", "d3bj", *common]) == 0
     assert json.loads(Path("r.json").read_text())["model"].endswith("+D3(BJ)")
     assert main(["eos", "example:Cu", "--model", "ase:emt", "--dispersion", "d3bj", "-q"]) == 2
+
+
+def test_relax_symmetry_on_the_example_file(tmp_path, capsys, monkeypatch):
+    """`hipot relax examples/structures.extxyz --symmetry` (issue 26, item 1): the molecule without
+    a cell (frame 5) relaxes without the symmetry constraint and the command says so; every frame
+    has a result. A structure whose symmetry spglib cannot analyse is a failed result with the
+    reason, not a crash; an error before anything finished leaves no empty trajectory files and
+    no hidden folder of partial results."""
+    example = ROOT / "examples" / "structures.extxyz"
+    frames = ase.io.read(example, ":")
+    species = sorted({int(z) for a in frames for z in a.numbers})
+    save_model(make_tiny(species=species), tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    common = ["--model", str(tmp_path / "tiny"), "--device", "cpu", "--steps", "2", "--symmetry"]
+    assert main(["relax", str(example), "-o", "out.extxyz", "--trajectory", "t.traj", "--json", "r.json", *common]) == 0
+    err = capsys.readouterr().err
+    assert f"1 structure(s) without a 3D cell relax without the symmetry constraint ({example} frame 5)" in err
+    out = ase.io.read("out.extxyz", ":")
+    assert len(out) == len(frames) and not any("hipot_error" in a.info for a in out)
+    assert all(Path(f"t.{k}.traj").stat().st_size > 100 for k in range(len(frames)))
+
+    from ase.constraints import FixSymmetry
+
+    calls = []
+
+    def refuse(self, atoms, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("too close distance between atoms")
+        return original(self, atoms, *a, **kw)
+
+    original = FixSymmetry.__init__
+    monkeypatch.setattr(FixSymmetry, "__init__", refuse)
+    assert main(["relax", str(example), "-o", "out2.extxyz", "--trajectory", "u.traj", *common, "-q"]) == 0
+    failed = [a.info.get("hipot_error") for a in ase.io.read("out2.extxyz", ":")]
+    assert failed[1] and "symmetry analysis failed (spglib: too close distance" in failed[1]
+    assert not any(failed[:1] + failed[2:]) and not Path("u.1.traj").exists()
+
+    def crash(*a, **kw):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Evaluator, "evaluate", crash)  # after the relaxations and their trajectories start
+    with pytest.raises(RuntimeError):
+        main(["relax", str(example), "-o", "out3.extxyz", "--trajectory", "v.traj", *common, "-q"])
+    assert not list(Path(".").glob("v.*")) and not list(Path(".").glob(".out3*"))

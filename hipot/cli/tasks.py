@@ -34,6 +34,13 @@ def cmd_relax(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.output}: {fmt} holds one structure, the input {len(frames)}; "
                          "use .extxyz (every result) or .traj")
     skipped = check_frames(frames, labels, model_species(args.model), args.skip_bad)
+    if args.symmetry:
+        from ..tasks.relax import has_3d_cell
+
+        flat = [labels[k] for k, a in enumerate(frames) if not has_3d_cell(a)]
+        if flat:
+            say(args, f"hipot relax: --symmetry: {len(flat)} structure(s) without a 3D cell relax without the "
+                      f"symmetry constraint ({', '.join(flat[:5])}{', ...' if len(flat) > 5 else ''})")
     good = [f for k, f in enumerate(frames) if k not in skipped] or frames
     warn_if_large("relax", good, labels, args.model, args.device, args.steps + 1, args.quiet)
     settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, relax_cell=not args.no_cell,

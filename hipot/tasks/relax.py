@@ -86,19 +86,34 @@ def _optimizer_class(name: str):
     return table[key]
 
 
+def has_3d_cell(atoms: Atoms) -> bool:
+    """Whether the structure has a cell spanning three dimensions: what a space group (spglib,
+    FixSymmetry) needs. A molecule without a cell has none; a slab or a molecule in a box has one."""
+    return atoms.cell.rank == 3
+
+
+class SymmetryError(ValueError):
+    """spglib could not analyse a structure's symmetry (its message says why)."""
+
+
 def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3):
-    """A working copy of `atoms` (constraints kept, FixSymmetry added on request) and the object the
-    optimizer moves: a FrechetCellFilter for periodic cells with relax_cell, else the atoms."""
+    """A working copy of `atoms` (constraints kept, FixSymmetry added on request for a structure
+    with a 3D cell; a molecule without one relaxes without it) and the object the optimizer moves:
+    a FrechetCellFilter for periodic cells with relax_cell, else the atoms. SymmetryError when
+    spglib fails on the structure."""
     work = atoms.copy()
     work.calc = None
-    if symmetry:
+    if symmetry and has_3d_cell(work):
         from ase.constraints import FixSymmetry
 
         from ..optional import require
 
         require("spglib", "tasks", "keeping the space group (symmetry=True)")
-
-        work.set_constraint(list(work.constraints) + [FixSymmetry(work, symprec=symprec)])
+        try:
+            fix = FixSymmetry(work, symprec=symprec)
+        except Exception as e:  # spglib raises its own error types, which vary between versions
+            raise SymmetryError(f"the symmetry analysis failed (spglib: {e}); relax it without --symmetry") from None
+        work.set_constraint(list(work.constraints) + [fix])
     if relax_cell and np.all(work.pbc):
         from ase.filters import FrechetCellFilter
 
@@ -114,21 +129,25 @@ def _gradient_norm(opt) -> float:
 
 
 class _TrajectoryWriter:
-    """Frames of one relaxation: ASE .traj, or extxyz for any other suffix."""
+    """Frames of one relaxation: ASE .traj, or extxyz for any other suffix. The file is created
+    with its first frame, so a relaxation that fails before one leaves no empty file."""
 
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".traj":
+        self._traj = self._fh = None
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.suffix == ".traj":
             from ase.io import Trajectory
 
-            self._traj = Trajectory(str(path), "w")
-            self._fh = None
+            self._traj = Trajectory(str(self.path), "w")
         else:
-            self._traj = None
-            self._fh = open(path, "w")
+            self._fh = open(self.path, "w")
 
     def write(self, atoms: Atoms) -> None:
+        if self._traj is None and self._fh is None:
+            self._open()
         if self._traj is not None:
             self._traj.write(atoms)
         else:
@@ -203,7 +222,9 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
     """Relax each structure until the optimizer's fmax < `fmax` or `steps` steps; returns one
     RelaxResult per input, in input order. Cell relaxation (FrechetCellFilter) applies to fully
     periodic structures only; molecules and slabs relax their positions. `symmetry` keeps the
-    space group (ase FixSymmetry). `trajectory`: a path (.traj or extxyz); with several structures
+    space group (ase FixSymmetry) of structures with a 3D cell (`has_3d_cell`; a molecule without
+    a cell relaxes without it), and a structure whose symmetry spglib cannot analyse is a failed
+    result with the reason (`error`). `trajectory`: a path (.traj or extxyz); with several structures
     each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing);
     `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run);
     `labels` name the structures in error messages (default 'structure ID'). The progress bar
@@ -248,7 +269,15 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 tpath = None
                 if trajectory:
                     tpath = trajectory_path(trajectory, ids[k], len(structures) if indices is None else 2)
-                job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                try:
+                    job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                except SymmetryError as e:
+                    failed = _skipped(structures[k], ids[k], f"{names[k]}: {e}")
+                    results[k] = failed
+                    if on_result is not None:
+                        on_result(failed)
+                    bar.update(1)
+                    continue
                 job.slot = k
                 active.append(job)
             if batched:
@@ -367,8 +396,15 @@ def relax_resumable(structures: Sequence[Atoms], checkpoint: str | Path, key: st
             tally.add()
 
     if todo:
-        relax([structures[i] for i in todo], m, indices=todo, labels=[names[i] for i in todo],
-              progress=progress and w.is_main, on_result=done, **kwargs)
+        try:
+            relax([structures[i] for i in todo], m, indices=todo, labels=[names[i] for i in todo],
+                  progress=progress and w.is_main, on_result=done, **kwargs)
+        except Exception:
+            # An error (not Ctrl-C, whose partial results a rerun continues from) before anything
+            # finished leaves nothing to resume: no hidden folder of empty partial results.
+            if w.size == 1 and not parts.done():
+                parts.cleanup()
+            raise
     records = parts.collect()
     if records is None:
         return None
