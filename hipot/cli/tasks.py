@@ -26,7 +26,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from ..tasks.common import Tally, read_labelled
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
 
-    check_numbers(args, fmax="> 0", steps=">= 0", batch_size=">= 1", batch_atoms=">= 1")
+    check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", batch_atoms=">= 1")
     fmt = output_format(args.output, "relax", results_needed=False)
     prepare(args, ("spglib",) if args.symmetry else (), files=[args.output, args.trajectory])
     frames, labels = read_labelled(args.input, args.index)
@@ -43,8 +43,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
                       f"symmetry constraint ({', '.join(flat[:5])}{', ...' if len(flat) > 5 else ''})")
     good = [f for k, f in enumerate(frames) if k not in skipped] or frames
     warn_if_large("relax", good, labels, args.model, args.device, args.steps + 1, args.quiet)
-    settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, relax_cell=not args.no_cell,
-                    symmetry=args.symmetry)
+    settings = dict(optimizer=args.optimizer, fmax=args.fmax, smax=args.smax, steps=args.steps,
+                    relax_cell=not args.no_cell, symmetry=args.symmetry)
     key = run_key(args, [args.input], index=args.index, **settings)
     args.tally, args.resume_hint = Tally(len(frames)), "rerun the same command to resume"
     dev = rank_device(args)
@@ -56,6 +56,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
         for r in results:
             a = r.atoms
             a.info.update({"relax_converged": r.converged, "relax_steps": r.steps, "relax_fmax": r.fmax})
+            if r.smax is not None:
+                a.info["relax_smax"] = r.smax
             if r.error:
                 a.info["hipot_error"] = r.error
             out.append(a)
@@ -64,7 +66,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
         cleanup_checkpoint(args.output, len(frames), key)
         say(args, f"relaxed {sum(r.converged for r in results)} of {len(results)} structure(s); wrote {args.output}"
                    + ("" if fmt == "extxyz" else f" ({fmt}: energies and forces are in extxyz and --json only)"))
-        msg = unconverged_message(results, args.fmax, args.steps)
+        msg = unconverged_message(results, args.fmax, args.steps, args.smax)
         if msg:
             print(f"hipot relax: warning: {msg}", file=sys.stderr)
     finish()
@@ -112,7 +114,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
     from ..tasks.screen import analyse, candidates
 
-    check_numbers(args, fmax="> 0", steps=">= 0", batch_size=">= 1", max_atoms=">= 1")
+    check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", max_atoms=">= 1")
     prepare(args, ("spglib", "pymatgen"), folders=[args.out])
     if args.candidates:
         structures, labels = read_labelled(args.candidates)
@@ -130,7 +132,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     check_frames(structures, labels, model_species(args.model), skip_bad=False, option="")
     out = Path(args.out)
     relaxed_path = out / "relaxed.extxyz"
-    settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, elements=elements,
+    settings = dict(optimizer=args.optimizer, fmax=args.fmax, smax=args.smax, steps=args.steps, elements=elements,
                     lattice=args.lattice, max_atoms=args.max_atoms)
     key = run_key(args, files, **settings)
     say(args, f"screen: {len(structures)} candidate structure(s)")
@@ -138,8 +140,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
     dev = rank_device(args)
     results = relax_resumable(structures, relaxed_path, key, task_model(args, dev), device=str(dev),
                               progress=not args.quiet, batch_size=args.batch_size, optimizer=args.optimizer,
-                              fmax=args.fmax, steps=args.steps, relax_cell=True, labels=labels, tally=args.tally,
-                              dtype=args.dtype)
+                              fmax=args.fmax, smax=args.smax, steps=args.steps, relax_cell=True, labels=labels,
+                              tally=args.tally, dtype=args.dtype)
     if results is not None:
         res = analyse(structures, results, elements, "file" if args.candidates else args.lattice)
         frames = [r.atoms for r in results]  # their info (id, prototype, ...) comes from the candidates
@@ -156,7 +158,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         cleanup_checkpoint(relaxed_path, len(structures), key)
         hull = [f"{r['formula']}{' (' + r['prototype'] + ')' if r['prototype'] else ''}" for r in res.rows if r["on_hull"]]
         say(args, f"on the hull: {', '.join(hull)}; wrote {out}/screen.csv, hull.png, relaxed.extxyz")
-        msg = unconverged_message(results, args.fmax, args.steps)
+        msg = unconverged_message(results, args.fmax, args.steps, args.smax)
         if msg:
             print(f"hipot screen: warning: {msg}", file=sys.stderr)
     finish()
@@ -172,7 +174,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("relax", help="relax structures (batched; cell too for periodic ones)", formatter_class=fmt,
                        epilog="JSON (--json): {'structures': [{index, formula, n_atoms, energy, energy_per_atom, "
-                              "fmax, steps, converged, volume_per_atom (periodic), error (if any)}]}.\n"
+                              "fmax, smax (cell relaxation, GPa), steps, converged, volume_per_atom (periodic), "
+                              "error (if any)}]}.\n"
                               "Every structure is checked before the model loads; a bad one stops the command (all "
                               "are listed) unless --skip-bad.\n"
                               "Under torchrun the structures are split across ranks; rerunning an interrupted "
@@ -185,6 +188,9 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--optimizer", default=relax_d["optimizer"], choices=optimizers, help="default: %(default)s")
     p.add_argument("--fmax", type=float, default=relax_d["fmax"], help="force convergence, eV/A (default: %(default)s)")
+    p.add_argument("--smax", type=float, default=relax_d["smax"],
+                   help="stress convergence of cell relaxation: every stress component below this, GPa "
+                        "(default: %(default)s)")
     p.add_argument("--steps", type=int, default=relax_d["steps"], help="maximum optimizer steps (default: %(default)s)")
     p.add_argument("--no-cell", action="store_true", help="keep the cell fixed (default: relax it, periodic only)")
     p.add_argument("--symmetry", action="store_true", help="keep the space group (ase FixSymmetry; needs spglib)")
@@ -244,6 +250,7 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--optimizer", default=sc_d["optimizer"], choices=optimizers, help="default: %(default)s")
     p.add_argument("--fmax", type=float, default=sc_d["fmax"], help="eV/A (default: %(default)s)")
+    p.add_argument("--smax", type=float, default=relax_d["smax"], help="stress convergence, GPa (default: %(default)s)")
     p.add_argument("--steps", type=int, default=sc_d["steps"], help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=sc_d["batch_size"], help="default: %(default)s")
     p.add_argument("--out", default="screen", help="output folder (default: %(default)s)")
