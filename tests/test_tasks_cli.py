@@ -256,3 +256,31 @@ def test_relax_symmetry_on_the_example_file(tmp_path, capsys, monkeypatch):
     with pytest.raises(RuntimeError):
         main(["relax", str(example), "-o", "out3.extxyz", "--trajectory", "v.traj", *common, "-q"])
     assert not list(Path(".").glob("v.*")) and not list(Path(".").glob(".out3*"))
+
+
+def test_outputs_are_never_overwritten_silently(tmp_path, capsys, monkeypatch):
+    """A later run in the same folder writes eos-2.png (a default name, numbered, and said so),
+    refuses a name that was given (before any work) unless --overwrite, and keeps md's trajectory
+    and log together (md-2.traj, md-2.log) unless it continues them with --restart (issue 26, item 6)."""
+    monkeypatch.chdir(tmp_path)
+    eos = ["eos", "example:Cu", "--model", "ase:emt", "--no-relax", "--points", "5"]
+    assert main(eos) == 0 and Path("eos.png").is_file()
+    first = Path("eos.png").read_bytes()
+    capsys.readouterr()
+    assert main(eos) == 0
+    assert "eos.png exist(s) from an earlier run: writing eos-2.png" in capsys.readouterr().err
+    assert Path("eos-2.png").is_file() and Path("eos.png").read_bytes() == first
+    assert main(eos + ["--plot", "eos.png", "-q"]) == 2
+    assert "eos.png exists (--plot)" in capsys.readouterr().err
+    assert main(eos + ["--json", "e.json", "-q"]) == 0 and main(eos + ["--json", "e.json", "-q"]) == 2
+    assert "e.json exists (--json)" in capsys.readouterr().err
+    Path("eos.png").write_text("an earlier plot")
+    assert main(eos + ["--plot", "eos.png", "--overwrite", "-q"]) == 0 and Path("eos.png").read_bytes() == first
+    assert sorted(p.name for p in Path(".").glob("eos*.png")) == ["eos-2.png", "eos-3.png", "eos.png"]  # -3: e.json's run
+
+    md = ["md", "example:Cu", "--repeat", "2", "1", "1", "--model", "ase:emt", "--steps", "2", "-q"]
+    assert main(md) == 0 and main(md) == 0
+    assert all(Path(p).is_file() for p in ("md.traj", "md.log", "md-2.traj", "md-2.log"))
+    assert main(md + ["--restart", "--steps", "4"]) == 0 and not Path("md-3.traj").exists()
+    assert main(md + ["--trajectory", "md.traj"]) == 2
+    assert "md.traj exists (--trajectory)" in capsys.readouterr().err

@@ -39,9 +39,43 @@ def add_one_structure_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_summary_args(p: argparse.ArgumentParser, quiet_help: str | None = None) -> None:
-    """--json (the summary as a file) and -q, last on every task verb."""
+    """--json (the summary as a file), --overwrite and -q, last on every task verb."""
     p.add_argument("--json", help="write the summary here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write over existing output files (--json, plots, CSV, trajectory) instead of refusing a name "
+                        "you gave or numbering a default one (eos.png exists: eos-2.png)")
     p.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
+
+
+def numbered(path: str | os.PathLike, k: int) -> str:
+    """The k-th name of an output: eos.png, eos-2.png, eos-3.png, ... (k = 1, 2, 3, ...)."""
+    p = Path(path)
+    return str(p) if k == 1 else str(p.with_name(f"{p.stem}-{k}{p.suffix}"))
+
+
+def claim_outputs(args: argparse.Namespace, **defaults: str | None) -> None:
+    """Outputs are never overwritten silently: for each option (an attribute of args, None when not
+    given) a file that exists is refused when its name was given, and a default name (`defaults`,
+    None: no file unless given) that exists is replaced by the first numbered one free for all the
+    defaults together (eos.png -> eos-2.png; phonons-2.png with thermal-2.csv), which is said on
+    stderr. --overwrite writes over them instead. Called before any work, so that a refusal costs
+    nothing; sets the attributes to the names to write."""
+    overwrite = getattr(args, "overwrite", False)
+    for name in defaults:
+        given = getattr(args, name, None)
+        if given is not None and Path(given).exists() and not overwrite:
+            raise CLIError(f"{given} exists (--{name.replace('_', '-')}); give another name, remove it, or pass "
+                           "--overwrite; nothing was run")
+    chosen = [n for n, d in defaults.items() if getattr(args, n, None) is None and d is not None]
+    k = 1
+    while not overwrite and any(Path(numbered(defaults[n], k)).exists() for n in chosen):
+        k += 1
+    for n in chosen:
+        setattr(args, n, numbered(defaults[n], k))
+    if k > 1:
+        taken = ", ".join(str(defaults[n]) for n in chosen)
+        say(args, f"hipot {args.command}: {taken} exist(s) from an earlier run: writing "
+                  f"{', '.join(getattr(args, n) for n in chosen)} (--overwrite writes over them)")
 
 
 def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:

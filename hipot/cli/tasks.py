@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames,
-                     check_numbers, friendly, model_species, one_structure,
+                     check_numbers, claim_outputs, friendly, model_species, numbered, one_structure,
                      output_format, prepare, rank_device, run_key, say, task_defaults, task_model, warn_if_large,
                      write_summary)
+
+# Default output names (cli.common.claim_outputs: a later run gets md-2.traj, screen-2/, ...)
+MD_TRAJECTORY, SCREEN_OUT, SCREEN_CSV = "md.traj", "screen", "screen.csv"
 
 
 # ---------------------------------------------------------------- relax
@@ -27,6 +30,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
 
     check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", batch_atoms=">= 1")
+    claim_outputs(args, json=None)
     fmt = output_format(args.output, "relax", results_needed=False)
     prepare(args, ("spglib",) if args.symmetry else (), files=[args.output, args.trajectory])
     frames, labels = read_labelled(args.input, args.index)
@@ -81,6 +85,15 @@ def cmd_md(args: argparse.Namespace) -> int:
 
     check_numbers(args, temperature=">= 0", timestep="> 0", steps=">= 0", pressure="finite", friction=">= 0",
                   tdamp="> 0", pdamp="> 0", interval=">= 1")
+    if args.restart:  # continues the trajectory and its log
+        args.trajectory = args.trajectory or MD_TRAJECTORY
+        claim_outputs(args, json=None)
+    elif args.trajectory is None and args.log is None:
+        claim_outputs(args, trajectory=MD_TRAJECTORY, log=str(Path(MD_TRAJECTORY).with_suffix(".log")), json=None)
+    else:
+        args.trajectory = args.trajectory or MD_TRAJECTORY
+        args.log = args.log or str(Path(args.trajectory).with_suffix(".log"))
+        claim_outputs(args, trajectory=None, log=None, json=None)
     log = args.log or str(Path(args.trajectory).with_suffix(".log"))
     prepare(args, files=[args.trajectory, log])
     atoms = one_structure(args, evaluations=args.steps)
@@ -115,6 +128,18 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from ..tasks.screen import analyse, candidates
 
     check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", max_atoms=">= 1")
+    claim_outputs(args, json=None)
+    if args.out is None:  # a folder a finished screen wrote into gets a numbered sibling
+        k = 1
+        while not args.overwrite and (Path(numbered(SCREEN_OUT, k)) / SCREEN_CSV).exists():
+            k += 1
+        args.out = numbered(SCREEN_OUT, k)
+        if k > 1:
+            say(args, f"hipot screen: {SCREEN_OUT}/ holds an earlier result: writing into {args.out}/ "
+                      "(--overwrite writes over it)")
+    elif (Path(args.out) / SCREEN_CSV).exists() and not args.overwrite:
+        raise CLIError(f"{args.out}/ holds an earlier screen ({SCREEN_CSV}); give another --out, remove it, or pass "
+                       "--overwrite; nothing was run")
     prepare(args, ("spglib", "pymatgen"), folders=[args.out])
     if args.candidates:
         structures, labels = read_labelled(args.candidates)
@@ -152,7 +177,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
                 a.info["formation_energy"] = row["formation_energy_eV_per_atom"]
                 a.info["e_above_hull"] = row["e_above_hull_eV_per_atom"]
         atomic_write(relaxed_path, lambda tmp: ase.io.write(tmp, frames, format="extxyz"))
-        res.write_csv(str(out / "screen.csv"))
+        res.write_csv(str(out / SCREEN_CSV))
         res.plot(str(out / "hull.png"))
         write_summary(args, res.to_dict())
         cleanup_checkpoint(relaxed_path, len(structures), key)
@@ -229,7 +254,8 @@ def register(sub) -> None:
     p.add_argument("--pdamp", type=float, default=md_d["pdamp"], help="fs, barostat time constant (default: %(default)s)")
     p.add_argument("--interval", type=int, default=md_d["interval"],
                    help="log and trajectory every N steps (default: %(default)s)")
-    p.add_argument("--trajectory", default=md_d["trajectory"], help="ASE trajectory (default: %(default)s)")
+    p.add_argument("--trajectory", help=f"ASE trajectory (default: {MD_TRAJECTORY}; md-2.traj, ... if it exists, "
+                                        "unless --restart)")
     p.add_argument("--log", help="CSV log (default: the trajectory with .log)")
     p.add_argument("--restart", action="store_true", help="continue from the last frame of --trajectory if it exists")
     add_summary_args(p)
@@ -253,6 +279,7 @@ def register(sub) -> None:
     p.add_argument("--smax", type=float, default=relax_d["smax"], help="stress convergence, GPa (default: %(default)s)")
     p.add_argument("--steps", type=int, default=sc_d["steps"], help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=sc_d["batch_size"], help="default: %(default)s")
-    p.add_argument("--out", default="screen", help="output folder (default: %(default)s)")
+    p.add_argument("--out", help=f"output folder (default: {SCREEN_OUT}; {SCREEN_OUT}-2, ... if it holds an earlier "
+                                 "result)")
     add_summary_args(p)
     p.set_defaults(func=cmd_screen)
