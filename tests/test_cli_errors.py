@@ -192,6 +192,39 @@ def test_bad_option_values_are_refused_before_any_work(files, tmp_path, monkeypa
     assert not list(tmp_path.iterdir())
 
 
+def test_threads_option_and_default(files, tmp_path, monkeypatch, capsys):
+    """--threads N is what PyTorch uses during the command; without it, $OMP_NUM_THREADS is left to
+    PyTorch, and otherwise the cores not busy with other work are taken (PyTorch's default of one
+    thread per core made commands 10-60x slower on a loaded machine: issue 26, item 2). The
+    count is restored afterwards."""
+    import os
+
+    import torch
+
+    from hipot.cli.common import default_threads
+
+    d, _, _ = files
+    seen = []
+    evaluate = Evaluator.evaluate
+    monkeypatch.setattr(Evaluator, "evaluate", lambda *a, **kw: seen.append(torch.get_num_threads()) or evaluate(*a, **kw))
+    before = torch.get_num_threads()
+    cmd = ["predict", "example:Si", "-o", str(tmp_path / "p.extxyz"), "--model", str(d / "tiny"), "--device", "cpu",
+           "-q"]
+    for n in (1, 2):
+        assert main([*cmd[:3], str(tmp_path / f"p{n}.extxyz"), *cmd[4:], "--threads", str(n)]) == 0
+        assert seen[-1] == n and torch.get_num_threads() == before
+    assert main([*cmd, "--threads", "0"]) == 2 and "--threads must be >= 1" in _err(capsys)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))  # every core busy
+    assert default_threads() == 1
+    assert main(cmd) == 0 and seen[-1] == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert default_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() is None
+
+
 def test_folder_missing_file_and_index_past_the_end(files, tmp_path, monkeypatch, capsys):
     d, _, _ = files
     _no_model_load(monkeypatch)

@@ -78,8 +78,49 @@ def claim_outputs(args: argparse.Namespace, **defaults: str | None) -> None:
                   f"{', '.join(getattr(args, n) for n in chosen)} (--overwrite writes over them)")
 
 
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """--threads: the CPU threads of PyTorch (`apply_threads`, called by `hipot.cli.main`)."""
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch (default: $OMP_NUM_THREADS if set, else the cores not busy with "
+                        "other work, at least 1)")
+
+
+def default_threads() -> int | None:
+    """Threads when --threads is not given: None (leave PyTorch as it is) when $OMP_NUM_THREADS is
+    set; else the cores this process may use, less those other work keeps busy (the 1-minute load
+    average), shared among the torchrun ranks of this node, at least 1. PyTorch's own default (one
+    thread per core) made every command 10-60x slower on a machine with other work running:
+    threads waiting for busy cores at every operation."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = int(round(os.getloadavg()[0]))
+    except (OSError, AttributeError):
+        busy = 0
+    ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, (cores - min(busy, cores)) // ranks)
+
+
+def apply_threads(args: argparse.Namespace) -> int | None:
+    """Set PyTorch's CPU threads for a verb that has --threads: the value given, or `default_threads`.
+    Returns the number there was before (None: unchanged), for a caller that restores it."""
+    if not hasattr(args, "threads"):
+        return None
+    if args.threads is not None and args.threads < 1:
+        raise CLIError(f"--threads must be >= 1 (got {args.threads}); nothing was run")
+    n = args.threads if args.threads is not None else default_threads()
+    if n is None:
+        return None
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
+
+
 def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
-    """--model, --device, --dtype, --backend (and --dispersion): how every verb picks and places its model."""
+    """--model, --device, --dtype, --backend, --threads (and --dispersion): how every verb picks and places its model."""
     if dispersion:
         p.add_argument("--dispersion", default="none", choices=["none", "d3bj"],
                        help="add DFT-D3(BJ) dispersion, PBE parameters (needs pip install 'hipot[d3]'; default: none)")
@@ -88,6 +129,7 @@ def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "edges", "padded", "cueq"],
                    help="tensor-product kernels: cuEquivariance on a GPU when installed (auto), or force one")
+    add_threads_arg(p)
 
 
 # What an option's value must satisfy (besides being a finite number), for `check_numbers`.
