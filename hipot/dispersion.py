@@ -38,8 +38,8 @@ MAX_Z = 103
 # Per-atom D3 energies come from simple-dftd3's N x N pair-energy matrices (two of them, float64):
 # above this many atoms in one structure they would take gigabytes, and are reported as NaN.
 PER_ATOM_MAX_ATOMS = 10_000
-# Along a direction that is not periodic the atoms are placed inside a box vector this much
-# longer than their extent: simple-dftd3 wraps positions into the cell along every direction.
+# Along a direction that is not periodic the atoms are placed inside a box vector longer than
+# their extent by D3's largest cutoff and this margin (A): their images there do not interact.
 _MARGIN = 10.0
 
 
@@ -105,11 +105,14 @@ class D3BJ:
             names = ", ".join(chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z) for z in bad)
             raise StructureError(f"{label}: element(s) {names} have no D3 parameters (elements 1-{MAX_Z})")
         pbc = np.asarray(pbc, dtype=bool)
-        positions, lattice = _inside_box(np.asarray(positions, dtype=np.float64), np.asarray(cell, np.float64), pbc)
+        vacuum = max(self.settings.pair_cutoff, self.settings.cn_cutoff) + _MARGIN
+        positions, lattice = _inside_box(np.asarray(positions, dtype=np.float64), np.asarray(cell, np.float64), pbc,
+                                         vacuum)
         try:
+            # periodic in 3D whenever in any direction: along the others the images are beyond both cutoffs
             model = self._api.DispersionModel(numbers, positions / Bohr,
                                               None if lattice is None else lattice / Bohr,
-                                              pbc if lattice is not None else None)
+                                              np.ones(3, dtype=bool) if lattice is not None else None)
             s = self.settings
             model.set_realspace_cutoff(disp2=s.pair_cutoff / Bohr, disp3=40.0, cn=s.cn_cutoff / Bohr)  # no 3-body
             res = model.get_dispersion(self._param, grad=True)
@@ -160,11 +163,15 @@ def add(pred: Prediction, extra: Prediction) -> Prediction:
                       stress=None if pred.stress is None or extra.stress is None else pred.stress + extra.stress)
 
 
-def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                vacuum: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Positions and lattice for simple-dftd3: no lattice for a molecule; for a slab or wire, each
-    non-periodic cell vector replaced by an orthonormal complement of the periodic ones, long
-    enough that the atoms, shifted rigidly, lie inside (simple-dftd3 wraps positions into the
-    cell along non-periodic directions too, which would otherwise move atoms)."""
+    non-periodic cell vector replaced by an orthonormal complement of the periodic ones, as long
+    as the atoms' extent plus `vacuum` (more than D3's cutoffs), the atoms shifted rigidly inside,
+    so that the structure can be given to simple-dftd3 as periodic in 3D: its own handling of
+    mixed periodicity is not rotation-invariant (a rotated Si2O2 slab: 9e-3 eV apart; 3.5e-4 eV
+    from the same slab in a vacuum, tests/test_dispersion.py), and it wraps positions into the
+    cell along non-periodic directions too."""
     if not pbc.any():
         return positions, None
     if pbc.all():
@@ -177,6 +184,6 @@ def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tup
     shifted = positions.copy()
     for d, u in zip(np.where(~pbc)[0], complement):
         proj = positions @ u
-        lattice[d] = u * (proj.max() - proj.min() + 2 * _MARGIN)
-        shifted -= u * (proj.min() - _MARGIN)
+        lattice[d] = u * (proj.max() - proj.min() + vacuum)
+        shifted -= u * (proj.min() - 0.5 * vacuum)
     return shifted, lattice
