@@ -201,7 +201,7 @@ def test_threads_option_and_default(files, tmp_path, monkeypatch, capsys):
 
     import torch
 
-    from hipot.cli.common import default_threads
+    from hipot.cli.options import default_threads
 
     d, _, _ = files
     seen = []

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = None
     try:
         with watch:
-            from .common import apply_threads
+            from .options import apply_threads
 
             threads = apply_threads(args)
             return args.func(args)

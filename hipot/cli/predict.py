@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import numpy as np
 
-from .common import (CLIError, add_model_args, model_name, require_extras, check_device, check_frames, check_numbers,
+from .common import (CLIError, add_model_args, model_name, require_extras, check_device, check_frames,
                      check_writable, model_species, output_format, run_key, warn_if_large)
+from .options import check_numbers
 
 ERROR_KEY = "hipot_error"  # info key of a frame written without results (--skip-bad)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (add_one_structure_args, add_summary_args, check_numbers, claim_outputs, friendly, one_structure,
-                     prepare, say, task_defaults, task_model, write_summary)
+from .common import (add_one_structure_args, add_summary_args, friendly, one_structure, prepare, say, task_defaults,
+                     task_model, write_summary)
+from .options import check_numbers, claim_outputs
 
-# Default output names (a later run in the same folder writes eos-2.png, ...: cli.common.claim_outputs)
+# Default output names (a later run in the same folder writes eos-2.png, ...: cli.options.claim_outputs)
 PHONONS_PLOT, THERMAL_CSV, EOS_PLOT = "phonons.png", "thermal.csv", "eos.png"
 
 

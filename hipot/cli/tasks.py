@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames,
-                     check_numbers, claim_outputs, friendly, model_species, numbered, one_structure,
+                     friendly, model_species, one_structure,
                      output_format, prepare, rank_device, run_key, say, task_defaults, task_model, warn_if_large,
                      write_summary)
+from .options import check_numbers, claim_outputs, numbered
 
-# Default output names (cli.common.claim_outputs: a later run gets md-2.traj, screen-2/, ...)
+# Default output names (cli.options.claim_outputs: a later run gets md-2.traj, screen-2/, ...)
 MD_TRAJECTORY, SCREEN_OUT, SCREEN_CSV = "md.traj", "screen", "screen.csv"
 
 

@@ -23,6 +23,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ..graph import StructureError
 from ..evaluator import Evaluator
 from .common import ModelLike, Result, Tally, check_inputs, progress_bar, resolve_model
+from .trajectory import TrajectoryWriter, trajectory_path
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
@@ -132,47 +133,6 @@ def _gradient_norm(opt) -> float:
     return float(np.sqrt((np.asarray(g).reshape(-1, 3) ** 2).sum(axis=1).max()))
 
 
-class _TrajectoryWriter:
-    """Frames of one relaxation: ASE .traj, or extxyz for any other suffix. The file is created
-    with its first frame, so a relaxation that fails before one leaves no empty file."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._traj = self._fh = None
-
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.suffix == ".traj":
-            from ase.io import Trajectory
-
-            self._traj = Trajectory(str(self.path), "w")
-        else:
-            self._fh = open(self.path, "w")
-
-    def write(self, atoms: Atoms) -> None:
-        if self._traj is None and self._fh is None:
-            self._open()
-        if self._traj is not None:
-            self._traj.write(atoms)
-        else:
-            import ase.io
-
-            ase.io.write(self._fh, atoms, format="extxyz")
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._traj is not None:
-            self._traj.close()
-        if self._fh is not None:
-            self._fh.close()
-
-
-def trajectory_path(trajectory: str | Path, index: int, count: int) -> Path:
-    """The trajectory file of structure `index`: the path itself for one structure, else stem.INDEX.suffix."""
-    p = Path(trajectory)
-    return p if count == 1 else p.with_name(f"{p.stem}.{index}{p.suffix or '.traj'}")
-
-
 class _Job:
     """One structure under relaxation: its working atoms, the object the optimizer moves, the optimizer."""
 
@@ -182,7 +142,7 @@ class _Job:
         self.atoms, self.obj = prepare(atoms, relax_cell, symmetry)
         self.atoms.calc = calc
         self.opt = opt_cls(self.obj, logfile=None)
-        self.traj = _TrajectoryWriter(traj) if traj is not None else None
+        self.traj = TrajectoryWriter(traj) if traj is not None else None
 
     def stress_norm(self) -> float | None:
         """The largest stress component in GPa while the cell relaxes (None: it does not)."""
