@@ -58,16 +58,15 @@ class Tolerances:
 class Declared:
     """Properties a model breaks on purpose, with how far (None: measured and reported, not
     checked; 0: exact, to Tolerances), and why. A parity-symmetric model declares reflection 0;
-    a smooth one a cutoff jump of 0; one with hard cutoffs (DFT-D3) how far finite differences
-    of its energy may disagree with its forces and stress (energy steps of pairs crossing them)."""
+    a smooth one a cutoff jump of 0; one with hard cutoffs (DFT-D3) the energy steps that pairs
+    crossing them make, which finite differences over a step h see as an error of step / h."""
 
     reflection_energy: float | None = 0.0  # eV/atom
     reflection_forces: float | None = 0.0  # eV/A
     reflection_stress: float | None = 0.0  # eV/A^3
     cutoff_jump: float | None = 0.0  # eV: energy step when a neighbour crosses the model's cutoff
     beyond_cutoff: float | None = 0.0  # eV: interaction of a pair beyond the cutoff (None: a long-range term)
-    fd_forces: float = 0.0  # eV/A
-    fd_stress: float = 0.0  # eV/A^3
+    energy_steps: float = 0.0  # eV: steps of hard cutoffs (other than the model's own) within finite differences
     why_reflection: str = ""
     why_cutoff: str = ""
     why_fd: str = ""
@@ -80,7 +79,7 @@ class Declared:
         return Declared(*(add(getattr(self, f), getattr(other, f)) for f in
                           ("reflection_energy", "reflection_forces", "reflection_stress", "cutoff_jump",
                            "beyond_cutoff")),
-                        self.fd_forces + other.fd_forces, self.fd_stress + other.fd_stress,
+                        self.energy_steps + other.energy_steps,
                         *("; ".join(x for x in (getattr(self, f), getattr(other, f)) if x)
                           for f in ("why_reflection", "why_cutoff", "why_fd")))
 
@@ -199,18 +198,19 @@ def cutoff_margins(atoms: Atoms, cutoff: float | None) -> np.ndarray:
 
 # ---------------------------------------------------------------- checks
 def _converges(name: str, atoms: Atoms, engine: Engine, cases: list[Atoms], h: float, scale: float,
-               analytic, noise: float, declared_noise: float, note: str) -> Check:
+               analytic, noise: float, energy_steps: float, note: str) -> Check:
     """The finite-difference verdict shared by forces and stress: `cases` are the displaced
     structures in fours (+h, -h, +h/2, -h/2) per component; derivative = scale * dE/dstep
     compared with `analytic(base result)`. The error of a correct derivative falls as h^2 (ratio
     4 between the steps); one that does not fall is wrong. Passes at a ratio of at least 3, or an
-    error at h/2 below the noise of the energies (10 eps sum |E_i| / h) plus `declared_noise`."""
+    error at h/2 below the noise of the energies (10 eps sum |E_i| / h) plus the declared steps of
+    hard cutoffs (`energy_steps` / h), both times |scale|."""
     res = engine([atoms] + cases)
     base, e = res[0], np.array([r["energy"] for r in res[1:]]).reshape(-1, 4)
     want = np.asarray(analytic(base), dtype=np.float64).reshape(-1)
     err_h = _max(scale * (e[:, 0] - e[:, 1]) / (2 * h) - want)
     err_h2 = _max(scale * (e[:, 2] - e[:, 3]) / h - want)
-    floor = noise * float(np.abs(base.get("energies", [base["energy"]])).sum()) * abs(scale) / h + declared_noise
+    floor = (noise * float(np.abs(base.get("energies", [base["energy"]])).sum()) + energy_steps) * abs(scale) / h
     ratio = err_h / err_h2 if err_h2 > 0 else np.inf
     passed = bool(np.isfinite(err_h2) and (err_h2 <= floor or ratio >= 3.0))
     return Check(name, _label(atoms), passed,
@@ -222,7 +222,7 @@ def check_forces_fd(engine: Engine, atoms: Atoms, tol: Tolerances, n_atoms: int 
                     cutoff: float | None = None, declared: Declared = Declared()) -> Check:
     """Central finite differences of the energy at steps h and h/2 (`tol.h`) against the forces,
     for `n_atoms` atoms along x, y, z: those farthest from a pair at the `cutoff`, with h below
-    half that margin (`_converges` says when it passes; `declared.fd_forces` adds to the noise)."""
+    half that margin (`_converges` says when it passes, with `declared.energy_steps`)."""
     margins = cutoff_margins(atoms, cutoff)
     idx = sorted(np.argsort(-margins, kind="stable")[:min(n_atoms, len(atoms))].tolist())
     h = min(tol.h, float(margins[idx].min()) / 2)
@@ -235,14 +235,14 @@ def check_forces_fd(engine: Engine, atoms: Atoms, tol: Tolerances, n_atoms: int 
                 cases.append(a)
     note = f"atoms {idx}, h = {h:.3g} A" + (f"; {declared.why_fd}" if declared.why_fd else "")
     return _converges("forces: finite diff.", atoms, engine, cases, h, -1.0,
-                      lambda r: np.asarray(r["forces"])[idx], 10 * tol.eps, declared.fd_forces, note)
+                      lambda r: np.asarray(r["forces"])[idx], 10 * tol.eps, declared.energy_steps, note)
 
 
 def check_stress_fd(engine: Engine, atoms: Atoms, tol: Tolerances, cutoff: float | None = None,
                     declared: Declared = Declared()) -> Check:
     """Central finite differences of the energy under symmetric strains at steps h and h/2
     (`tol.strain_h`, shrunk so that no pair crosses the `cutoff`) against the stress,
-    sigma = (1/V) dE/d(strain) (`declared.fd_stress` adds to the noise)."""
+    sigma = (1/V) dE/d(strain) (`_converges` says when it passes, with `declared.energy_steps`)."""
     h = tol.strain_h if cutoff is None else min(tol.strain_h, float(cutoff_margins(atoms, cutoff).min()) / (2 * cutoff))
     cases = []
     for i, j in [(0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)]:  # ASE's Voigt order
@@ -253,7 +253,7 @@ def check_stress_fd(engine: Engine, atoms: Atoms, tol: Tolerances, cutoff: float
             cases.append(transformed(atoms, np.eye(3) + eps))
     note = f"strain h = {h:.3g}" + (f"; {declared.why_fd}" if declared.why_fd else "")
     return _converges("stress: finite diff.", atoms, engine, cases, h, 1.0 / abs(atoms.get_volume()),
-                      lambda r: r["stress"], 10 * tol.eps, declared.fd_stress, note)
+                      lambda r: r["stress"], 10 * tol.eps, declared.energy_steps, note)
 
 
 def check_rotation(engine: Engine, atoms: Atoms, tol: Tolerances, seed: int = 0) -> Check:

@@ -53,12 +53,14 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
                         "other work, at least 1)")
 
 
-def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
+def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True, model: bool = True) -> None:
     """--model, --device, --dtype, --backend, --threads (and --dispersion): how every verb picks and places its model."""
     if dispersion:
         p.add_argument("--dispersion", default="none", choices=["none", "d3bj"],
                        help="add DFT-D3(BJ) dispersion, PBE parameters (needs pip install 'hipot[d3]'; default: none)")
-    p.add_argument("--model", default="hienet-v3", help="model name, hipot model folder or official .pth (default: hienet-v3)")
+    if model:  # (`hipot check` takes the model as its argument)
+        p.add_argument("--model", default="hienet-v3",
+                       help="model name, hipot model folder or official .pth (default: hienet-v3)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "edges", "padded", "cueq"],
