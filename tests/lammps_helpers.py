@@ -68,6 +68,7 @@ class Case:
     elements: list[str]
     pair_args: str = ""
     pad: float = 10.0  # box margin around a non-periodic structure (A)
+    pair: str | None = None  # pair_style and pair_coeff lines replacing `pair_style hipot` (hybrid/overlay)
 
 
 def case_script(case: Case) -> str:
@@ -80,8 +81,7 @@ atom_style atomic
 atom_modify map array
 boundary {boundary}
 read_data {n}.data
-pair_style hipot {case.model} {case.pair_args}
-pair_coeff * * {' '.join(case.elements)}
+{case.pair or f"pair_style hipot {case.model} {case.pair_args}{chr(10)}pair_coeff * * {' '.join(case.elements)}"}
 compute pe all pe/atom
 compute sa all stress/atom NULL virial
 compute vir all pressure NULL virial
