@@ -17,7 +17,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.reflection_tolerance is not None and not args.reflection_tolerance >= 0:
         raise CLIError(f"--reflection-tolerance must be >= 0 eV/atom (got {args.reflection_tolerance:g})")
     claim_outputs(args, json=None)
-    prepare(args, ("torch_sim",) if "torchsim" in args.engines else ())
+    prepare(args)
+    if "torchsim" in args.engines:
+        import importlib
+
+        importlib.import_module("hipot.torchsim")  # says what is missing: torch-sim, or Python >= 3.12
     structures = None
     if args.structures:
         from ..tasks.common import read_labelled
