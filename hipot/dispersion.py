@@ -46,10 +46,12 @@ _MARGIN = 10.0
 @dataclass(frozen=True)
 class D3Settings:
     """Rational (Becke-Johnson) damping parameters (a2 in Bohr) and real-space cutoffs (A).
-    Both cutoffs are hard, as in simple-dftd3's own calculator and in VASP: a pair crossing the
-    coordination-number cutoff changes D3's coordination numbers by ~1e-7 (its counting function
-    tends to exp(-16), not zero), so the energy jumps by ~1e-7 eV there; finite differences
-    of the stress over strains of 1e-5 can see it."""
+    Both cutoffs are hard, as in simple-dftd3's own calculator and in VASP: a pair crossing one
+    steps the energy (C6 / r^6 at the pair cutoff; ~1e-7 in a coordination number at the other).
+    Finite differences of the stress see the pairs crossing the pair cutoff under a strain: an
+    error of 1.5e-5 to 1.3e-4 eV/A^3 that does not shrink with the strain; a pair cutoff of
+    80 Bohr makes it about 3x smaller, at (80/60)^3 = 2.4x the pairs (tests/test_contract.py,
+    docs/tasks.md#dispersion). Other settings: `D3BJ(D3Settings(...))` as `dispersion=`."""
 
     s6: float = 1.0
     s8: float = 0.7875
@@ -62,7 +64,9 @@ class D3Settings:
 PBE = D3Settings()
 
 
-def _check_name(name: str | None) -> str | None:
+def _check_name(name: "str | D3BJ | None") -> str | None:
+    if isinstance(name, D3BJ):
+        return "d3bj"
     if name is None or str(name).lower() == "none":
         return None
     if str(name).lower() not in CHOICES:
@@ -70,12 +74,15 @@ def _check_name(name: str | None) -> str | None:
     return str(name).lower()
 
 
-def make_dispersion(name: str | None) -> "D3BJ | None":
-    """The dispersion term called `name` (None or 'none': no dispersion)."""
+def make_dispersion(name: "str | D3BJ | None") -> "D3BJ | None":
+    """The dispersion term called `name` (None or 'none': no dispersion), or a D3BJ given as it is
+    (other settings: `D3BJ(D3Settings(cn_cutoff=60 * Bohr))`)."""
+    if isinstance(name, D3BJ):
+        return name
     return D3BJ() if _check_name(name) == "d3bj" else None
 
 
-def model_label(model: str, dispersion: str | None) -> str:
+def model_label(model: str, dispersion: "str | D3BJ | None") -> str:
     """How outputs name a model with its dispersion: 'hienet-v3', 'hienet-v3+D3(BJ)'."""
     key = _check_name(dispersion)
     return model if key is None else f"{model}+{CHOICES[key]}"

@@ -58,15 +58,15 @@ class Tolerances:
 class Declared:
     """Properties a model breaks on purpose, with how far (None: measured and reported, not
     checked; 0: exact, to Tolerances), and why. A parity-symmetric model declares reflection 0;
-    a smooth one a cutoff jump of 0; one with hard cutoffs (DFT-D3) the energy steps that pairs
-    crossing them make, which finite differences over a step h see as an error of step / h."""
+    a smooth one a cutoff jump of 0; one with hard cutoffs (DFT-D3) the energy steps per atom that
+    pairs crossing them make, which finite differences over a step h see as an error of step / h."""
 
     reflection_energy: float | None = 0.0  # eV/atom
     reflection_forces: float | None = 0.0  # eV/A
     reflection_stress: float | None = 0.0  # eV/A^3
     cutoff_jump: float | None = 0.0  # eV: energy step when a neighbour crosses the model's cutoff
     beyond_cutoff: float | None = 0.0  # eV: interaction of a pair beyond the cutoff (None: a long-range term)
-    energy_steps: float = 0.0  # eV: steps of hard cutoffs (other than the model's own) within finite differences
+    energy_steps: float = 0.0  # eV/atom: steps of hard cutoffs (other than the model's) under finite differences
     why_reflection: str = ""
     why_cutoff: str = ""
     why_fd: str = ""
@@ -204,13 +204,13 @@ def _converges(name: str, atoms: Atoms, engine: Engine, cases: list[Atoms], h: f
     compared with `analytic(base result)`. The error of a correct derivative falls as h^2 (ratio
     4 between the steps); one that does not fall is wrong. Passes at a ratio of at least 3, or an
     error at h/2 below the noise of the energies (10 eps sum |E_i| / h) plus the declared steps of
-    hard cutoffs (`energy_steps` / h), both times |scale|."""
+    hard cutoffs (N `energy_steps` / h), both times |scale|."""
     res = engine([atoms] + cases)
     base, e = res[0], np.array([r["energy"] for r in res[1:]]).reshape(-1, 4)
     want = np.asarray(analytic(base), dtype=np.float64).reshape(-1)
     err_h = _max(scale * (e[:, 0] - e[:, 1]) / (2 * h) - want)
     err_h2 = _max(scale * (e[:, 2] - e[:, 3]) / h - want)
-    floor = (noise * float(np.abs(base.get("energies", [base["energy"]])).sum()) + energy_steps) * abs(scale) / h
+    floor = (noise * float(np.abs(base.get("energies", [base["energy"]])).sum()) + energy_steps * len(atoms)) * abs(scale) / h
     ratio = err_h / err_h2 if err_h2 > 0 else np.inf
     passed = bool(np.isfinite(err_h2) and (err_h2 <= floor or ratio >= 3.0))
     return Check(name, _label(atoms), passed,

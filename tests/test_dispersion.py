@@ -209,3 +209,18 @@ def test_slab_in_any_orientation():
     boxed.pbc = True
     np.testing.assert_allclose(energies, _d3_energy(boxed), atol=1e-10, rtol=0)
 
+
+
+def test_other_cutoffs_through_a_d3_instance(tiny):
+    """dispersion= takes a D3BJ with other settings (docs/tasks.md#dispersion: the cutoff options):
+    a longer pair cutoff adds the pairs between 60 and 80 Bohr, a little more binding."""
+    from ase.units import Bohr
+
+    from hipot.dispersion import D3Settings
+
+    atoms = graphite()
+    longer = Evaluator(tiny, device="cpu", dtype="float64", dispersion=D3BJ(D3Settings(pair_cutoff=80 * Bohr)))
+    default = Evaluator(tiny, device="cpu", dtype="float64", dispersion="d3bj")
+    assert longer.name == default.name and longer.name.endswith("+D3(BJ)")
+    e_long, e_default = (ev.evaluate([atoms])[0]["energy"] for ev in (longer, default))
+    assert -1e-2 < e_long - e_default < 0
