@@ -37,8 +37,8 @@ def relaxed_substitutions(seeds: Sequence[Atoms], teacher: Evaluator, copies: in
     if not subs:
         return []
     out = []
-    for s, r in zip(subs, relax(subs, teacher, fmax=0.05, steps=steps, relax_cell=True, batch_size=batch_size,
-                                progress=progress)):
+    for s, r in zip(subs, relax(subs, teacher, fmax=0.05, smax=None, steps=steps, relax_cell=True,
+                                batch_size=batch_size, progress=progress)):  # forces only: the recipe's data
         out.append(s)
         if r.error is None and np.isfinite(r.energy):
             out.append(_plain(r.atoms, kind="substituted-relaxed"))
