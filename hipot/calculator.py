@@ -49,8 +49,10 @@ class HIPotCalculator(Calculator):
     def calculate(self, atoms=None, properties=None, system_changes=all_changes):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
-        (self.results,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None)
-        if "stress" in properties and "stress" not in self.results:
+        # Refused before evaluating: ASE asks again after an energy call (the results then lack
+        # a stress), and a second evaluation only to raise would double the cost.
+        if "stress" in properties and not self.atoms.pbc.all():
             raise PropertyNotImplementedError(
                 "stress is defined only for structures periodic in all three directions "
                 f"(pbc={self.atoms.pbc.tolist()})")
+        (self.results,) = self.evaluator.evaluate([self.atoms], batch_size=1, max_atoms=None)

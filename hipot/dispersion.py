@@ -38,18 +38,20 @@ MAX_Z = 103
 # Per-atom D3 energies come from simple-dftd3's N x N pair-energy matrices (two of them, float64):
 # above this many atoms in one structure they would take gigabytes, and are reported as NaN.
 PER_ATOM_MAX_ATOMS = 10_000
-# Along a direction that is not periodic the atoms are placed inside a box vector this much
-# longer than their extent: simple-dftd3 wraps positions into the cell along every direction.
+# Along a direction that is not periodic the atoms are placed inside a box vector longer than
+# their extent by D3's largest cutoff and this margin (A): their images there do not interact.
 _MARGIN = 10.0
 
 
 @dataclass(frozen=True)
 class D3Settings:
     """Rational (Becke-Johnson) damping parameters (a2 in Bohr) and real-space cutoffs (A).
-    Both cutoffs are hard, as in simple-dftd3's own calculator and in VASP: a pair crossing the
-    coordination-number cutoff changes D3's coordination numbers by ~1e-7 (its counting function
-    tends to exp(-16), not zero), so the energy jumps by ~1e-7 eV there; finite differences
-    of the stress over strains of 1e-5 can see it."""
+    Both cutoffs are hard, as in simple-dftd3's own calculator and in VASP: a pair crossing one
+    steps the energy (C6 / r^6 at the pair cutoff; ~1e-7 in a coordination number at the other).
+    Finite differences of the stress see the pairs crossing the pair cutoff under a strain: an
+    error of 1.5e-5 to 1.3e-4 eV/A^3 that does not shrink with the strain; a pair cutoff of
+    80 Bohr makes it about 3x smaller, at (80/60)^3 = 2.4x the pairs (tests/test_contract.py,
+    docs/tasks.md#dispersion). Other settings: `D3BJ(D3Settings(...))` as `dispersion=`."""
 
     s6: float = 1.0
     s8: float = 0.7875
@@ -62,7 +64,9 @@ class D3Settings:
 PBE = D3Settings()
 
 
-def _check_name(name: str | None) -> str | None:
+def _check_name(name: "str | D3BJ | None") -> str | None:
+    if isinstance(name, D3BJ):
+        return "d3bj"
     if name is None or str(name).lower() == "none":
         return None
     if str(name).lower() not in CHOICES:
@@ -70,12 +74,15 @@ def _check_name(name: str | None) -> str | None:
     return str(name).lower()
 
 
-def make_dispersion(name: str | None) -> "D3BJ | None":
-    """The dispersion term called `name` (None or 'none': no dispersion)."""
+def make_dispersion(name: "str | D3BJ | None") -> "D3BJ | None":
+    """The dispersion term called `name` (None or 'none': no dispersion), or a D3BJ given as it is
+    (other settings: `D3BJ(D3Settings(cn_cutoff=60 * Bohr))`)."""
+    if isinstance(name, D3BJ):
+        return name
     return D3BJ() if _check_name(name) == "d3bj" else None
 
 
-def model_label(model: str, dispersion: str | None) -> str:
+def model_label(model: str, dispersion: "str | D3BJ | None") -> str:
     """How outputs name a model with its dispersion: 'hienet-v3', 'hienet-v3+D3(BJ)'."""
     key = _check_name(dispersion)
     return model if key is None else f"{model}+{CHOICES[key]}"
@@ -105,11 +112,14 @@ class D3BJ:
             names = ", ".join(chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z) for z in bad)
             raise StructureError(f"{label}: element(s) {names} have no D3 parameters (elements 1-{MAX_Z})")
         pbc = np.asarray(pbc, dtype=bool)
-        positions, lattice = _inside_box(np.asarray(positions, dtype=np.float64), np.asarray(cell, np.float64), pbc)
+        vacuum = max(self.settings.pair_cutoff, self.settings.cn_cutoff) + _MARGIN
+        positions, lattice = _inside_box(np.asarray(positions, dtype=np.float64), np.asarray(cell, np.float64), pbc,
+                                         vacuum)
         try:
+            # periodic in 3D whenever in any direction: along the others the images are beyond both cutoffs
             model = self._api.DispersionModel(numbers, positions / Bohr,
                                               None if lattice is None else lattice / Bohr,
-                                              pbc if lattice is not None else None)
+                                              np.ones(3, dtype=bool) if lattice is not None else None)
             s = self.settings
             model.set_realspace_cutoff(disp2=s.pair_cutoff / Bohr, disp3=40.0, cn=s.cn_cutoff / Bohr)  # no 3-body
             res = model.get_dispersion(self._param, grad=True)
@@ -160,11 +170,15 @@ def add(pred: Prediction, extra: Prediction) -> Prediction:
                       stress=None if pred.stress is None or extra.stress is None else pred.stress + extra.stress)
 
 
-def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,
+                vacuum: float) -> tuple[np.ndarray, np.ndarray | None]:
     """Positions and lattice for simple-dftd3: no lattice for a molecule; for a slab or wire, each
-    non-periodic cell vector replaced by an orthonormal complement of the periodic ones, long
-    enough that the atoms, shifted rigidly, lie inside (simple-dftd3 wraps positions into the
-    cell along non-periodic directions too, which would otherwise move atoms)."""
+    non-periodic cell vector replaced by an orthonormal complement of the periodic ones, as long
+    as the atoms' extent plus `vacuum` (more than D3's cutoffs), the atoms shifted rigidly inside,
+    so that the structure can be given to simple-dftd3 as periodic in 3D: its own handling of
+    mixed periodicity is not rotation-invariant (a rotated Si2O2 slab: 9e-3 eV apart; 3.5e-4 eV
+    from the same slab in a vacuum, tests/test_dispersion.py), and it wraps positions into the
+    cell along non-periodic directions too."""
     if not pbc.any():
         return positions, None
     if pbc.all():
@@ -177,6 +191,6 @@ def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> tup
     shifted = positions.copy()
     for d, u in zip(np.where(~pbc)[0], complement):
         proj = positions @ u
-        lattice[d] = u * (proj.max() - proj.min() + 2 * _MARGIN)
-        shifted -= u * (proj.min() - _MARGIN)
+        lattice[d] = u * (proj.max() - proj.min() + vacuum)
+        shifted -= u * (proj.min() - 0.5 * vacuum)
     return shifted, lattice

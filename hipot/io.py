@@ -1,12 +1,14 @@
 """Files written so that an interruption never leaves half of one: the one atomic write and the
-one JSON writer of the package."""
+one JSON writer of the package; and warnings held back while a file is read."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -47,3 +49,20 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> Pat
     `indent=None` writes compactly (large raw results)."""
     text = json.dumps(jsonable(obj), indent=indent, allow_nan=False) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+@contextmanager
+def held_warnings(source: str | os.PathLike) -> Iterator[None]:
+    """Read a file inside this block: the warnings its reader raises are held back, dropped if
+    the read fails (the caller's one-line error says what is wrong; ASE's CIF reader, for one,
+    warns with the garbled bytes themselves before it fails) and raised again, once each and
+    naming the file, if it succeeds."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    seen = set()
+    for w in caught:
+        text = f"{source}: {w.message}"
+        if text not in seen:
+            seen.add(text)
+            warnings.warn(text, w.category, stacklevel=3)

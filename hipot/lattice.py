@@ -97,6 +97,23 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
 
 
+def vector_name(d: int) -> str:
+    """How messages name cell vector d (0-based): a1, a2, a3, as crystallography counts them."""
+    return f"a{d + 1}"
+
+
+def combination(coefficients) -> str:
+    """An integer combination of the cell vectors in words: (1, 0, -1) -> 'a1 - a3', (2, -1, 0) -> '2 a1 - a2'."""
+    out = ""
+    for d, c in enumerate(int(c) for c in coefficients):
+        if not c:
+            continue
+        size = "" if abs(c) == 1 else f"{abs(c)} "
+        sign = ("-" if c < 0 else "") if not out else (" - " if c < 0 else " + ")
+        out += f"{sign}{size}{vector_name(d)}"
+    return out or "0"
+
+
 def _cell_problem(cell: np.ndarray, p: np.ndarray) -> str:
     """Why a cell flagged by `lattices` is unusable, in words."""
     if not np.all(np.isfinite(cell)):
@@ -104,13 +121,15 @@ def _cell_problem(cell: np.ndarray, p: np.ndarray) -> str:
     lengths = np.linalg.norm(cell, axis=1)
     for d in p:
         if lengths[d] < ZERO_LENGTH:
-            return f"periodic along axis {d} but the cell vector {d} is zero (length {lengths[d]:.3g} A)"
+            name = vector_name(d)
+            return f"periodic along {name} but the cell vector {name} is zero (length {lengths[d]:.3g} A)"
         if lengths[d] > MAX_LENGTH:
-            return f"cell vector {d} is {lengths[d]:.3g} A long (more than {MAX_LENGTH:.0e} A is no atomic lattice)"
+            return (f"cell vector {vector_name(d)} is {lengths[d]:.3g} A long (more than {MAX_LENGTH:.0e} A is no "
+                    "atomic lattice)")
     if len(p) == 2:
         sine = np.linalg.norm(_cross(cell[p[0]], cell[p[1]])) / (lengths[p[0]] * lengths[p[1]])
-        return (f"the periodic cell vectors {p[0]} and {p[1]} are parallel (sine of their angle {sine:.2g}): "
-                "they span no 2D lattice; give two independent vectors")
+        return (f"the periodic cell vectors {vector_name(p[0])} and {vector_name(p[1])} are parallel (sine of their "
+                f"angle {sine:.2g}): they span no 2D lattice; give two independent vectors")
     volume = abs(np.linalg.det(cell))
     return (f"the periodic cell has zero volume ({volume:.3g} A^3; its vectors are linearly dependent, "
             f"volume / product of lengths {volume / np.prod(lengths):.2g}); give three independent vectors")

@@ -26,7 +26,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from torch import Tensor
 
-from .lattice import Lattices, lattices
+from .lattice import Lattices, combination, lattices
 from .types import StructureError
 
 MAX_COORDINATE = 1e9  # A: float64 resolves 1e-7 A there; farther is no atomic structure
@@ -209,7 +209,7 @@ def check_lattices(batch: StructureBatch, lat: Lattices, min_distance: float) ->
     """An atom overlapping its own periodic image: the shortest lattice vector below min_distance."""
     for b in np.flatnonzero(lat.shortest < min_distance):
         n = lat.shortest_vector[b]
-        combo = " ".join(f"{c:+d}*a{d}" for d, c in enumerate(n.tolist()) if c)
+        combo = combination(n.tolist())
         raise StructureError(
             f"{batch.labels[b]}: every atom overlaps its own periodic image: the lattice vector {combo} of the "
             f"cell is {lat.shortest[b]:.3g} A long (below min_distance={min_distance} A); the cell is too small or "

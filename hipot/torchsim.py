@@ -41,13 +41,16 @@ class HIPotModel(ModelInterface):
     dispersion: None or 'd3bj' (DFT-D3(BJ), PBE parameters; hipot.dispersion).
     retain_graph: outputs stay in the autograd graph, differentiable with respect to the weights
         and to the state's positions and cell (differentiable simulation; no dispersion then).
+    per_atom_energies: also return "energies" (N,), the per-atom energies (dispersion included),
+        under torch-sim's key and switch (torch-sim's own pair models have the same; its
+        heat-flux correlation turns it on).
     """
 
     def __init__(self, model: str | HIENet | Evaluator | HIPotCalculator = "hienet-v3",
                  device: str | torch.device = "auto", dtype: str | torch.dtype = "float32", *,
                  compute_forces: bool = True, compute_stress: bool = True, dispersion: str | None = None,
                  retain_graph: bool = False, min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None):
+                 cuda_graphs: bool | None = None, per_atom_energies: bool = False):
         super().__init__()
         if isinstance(model, HIPotCalculator):
             model = model.evaluator
@@ -65,6 +68,7 @@ class HIPotModel(ModelInterface):
         # cost grows with the edges within the model's radial cutoff
         self._memory_scales_with = "n_atoms_x_density"
         self.retain_graph = bool(retain_graph)
+        self.per_atom_energies = bool(per_atom_energies)
 
     @property
     def name(self) -> str:
@@ -85,8 +89,8 @@ class HIPotModel(ModelInterface):
         self._compute_forces = bool(value)
 
     def forward(self, state: SimState, **kwargs) -> dict[str, torch.Tensor]:
-        """Energy (B,), forces (N, 3) and stress (B, 3, 3) of every system of the state, in one
-        hipot evaluation. Input the model cannot take raises hipot.types.StructureError naming
+        """Energy (B,), forces (N, 3), stress (B, 3, 3) and, with per_atom_energies, energies (N,)
+        of every system of the state, in one hipot evaluation. Input the model cannot take raises hipot.types.StructureError naming
         the system ('system 2: element(s) Og not supported ...')."""
         self._check(state)
         n_systems = state.cell.shape[0]
@@ -99,6 +103,8 @@ class HIPotModel(ModelInterface):
             out["forces"] = pred.forces
         if self._compute_stress:
             out["stress"] = pred.stress
+        if self.per_atom_energies:
+            out["energies"] = pred.energies
         if not self.retain_graph:
             out = {k: v.detach() for k, v in out.items()}
         return out

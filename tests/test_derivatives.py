@@ -95,8 +95,13 @@ def test_no_stress_without_full_periodicity(tiny, molecule):
     assert np.isfinite(molecule.get_potential_energy())
     from ase.calculators.calculator import PropertyNotImplementedError
 
+    calls = []
+    evaluate = calc.evaluator.evaluate
+    calc.evaluator.evaluate = lambda *a, **kw: calls.append(1) or evaluate(*a, **kw)
     with pytest.raises(PropertyNotImplementedError):
         molecule.get_stress()
+    assert not calls  # refused before a second evaluation of the same structure
+    assert np.isfinite(molecule.get_potential_energy()) and not calls
 
 
 def test_isolated_atom_and_small_cell(tiny):

@@ -191,3 +191,36 @@ def test_per_atom_energies_of_large_structures_are_nan(monkeypatch):
     big = D3BJ().structure(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
     assert np.isnan(big["energies"]).all() and big["energy"] == full["energy"]
     np.testing.assert_array_equal(big["forces"], full["forces"])
+
+
+def test_slab_in_any_orientation():
+    """A triclinic slab rotated, and behind a vacuum in 3D: the same D3 energy. simple-dftd3's own
+    handling of mixed periodicity (pbc T T F) is not rotation-invariant (9e-3 eV apart here, found
+    by the contract, tests/test_contract.py), so hipot gives it the slab as periodic in 3D with a
+    vacuum beyond its cutoffs."""
+    from hipot.check import contract_structures
+    from hipot.testing import random_rotation, transformed
+
+    _, s, _ = contract_structures([8, 14])
+    energies = [_d3_energy(transformed(s, R)) for R in (np.eye(3), random_rotation(0), random_rotation(1))]
+    boxed = s.copy()
+    n = np.cross(s.cell[0], s.cell[1])
+    boxed.set_cell([s.cell[0], s.cell[1], n / np.linalg.norm(n) * 150.0], scale_atoms=False)
+    boxed.pbc = True
+    np.testing.assert_allclose(energies, _d3_energy(boxed), atol=1e-10, rtol=0)
+
+
+
+def test_other_cutoffs_through_a_d3_instance(tiny):
+    """dispersion= takes a D3BJ with other settings (docs/tasks.md#dispersion: the cutoff options):
+    a longer pair cutoff adds the pairs between 60 and 80 Bohr, a little more binding."""
+    from ase.units import Bohr
+
+    from hipot.dispersion import D3Settings
+
+    atoms = graphite()
+    longer = Evaluator(tiny, device="cpu", dtype="float64", dispersion=D3BJ(D3Settings(pair_cutoff=80 * Bohr)))
+    default = Evaluator(tiny, device="cpu", dtype="float64", dispersion="d3bj")
+    assert longer.name == default.name and longer.name.endswith("+D3(BJ)")
+    e_long, e_default = (ev.evaluate([atoms])[0]["energy"] for ev in (longer, default))
+    assert -1e-2 < e_long - e_default < 0

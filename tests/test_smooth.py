@@ -37,3 +37,24 @@ def test_smooth_curve_has_no_kinks():
     fd = -(e[2:] - e[:-2]) / (2 * h)
     assert np.max(np.abs(fd - f[1:-1])) < 1e-3 * max(1.0, np.max(np.abs(f)))
     assert np.all(e[d > 4.0] == e[-1])  # flat beyond the cutoff
+
+
+def test_smooth_model_hint_is_the_readme_command(tmp_path, monkeypatch):
+    """Asking for hienet-v3-smooth before it is made names the README's command and sends to
+    benchmarks/smooth/README.md for its cost, instead of a run time of its own (issue 26, item 8)."""
+    import re
+    from pathlib import Path
+
+    import pytest
+
+    from hipot.checkpoint import ModelFileError
+    from hipot.pretrained import load_model
+
+    monkeypatch.setenv("HIPOT_CACHE", str(tmp_path))
+    with pytest.raises(ModelFileError) as e:
+        load_model("hienet-v3-smooth", device="cpu")
+    msg = str(e.value)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command = re.search(r"^hipot distill .*--install-as hienet-v3-smooth$", readme, re.M).group(0)
+    assert command in msg and "benchmarks/smooth/README.md" in msg
+    assert not re.search(r"\d+ (minutes|min|h)\b", msg)

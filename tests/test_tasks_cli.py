@@ -211,3 +211,76 @@ def test_dispersion_on_the_verbs(tiny_dir, tmp_path):
                  "--dispersion", "d3bj", *common]) == 0
     assert json.loads(Path("r.json").read_text())["model"].endswith("+D3(BJ)")
     assert main(["eos", "example:Cu", "--model", "ase:emt", "--dispersion", "d3bj", "-q"]) == 2
+
+
+def test_relax_symmetry_on_the_example_file(tmp_path, capsys, monkeypatch):
+    """`hipot relax examples/structures.extxyz --symmetry` (issue 26, item 1): the molecule without
+    a cell (frame 5) relaxes without the symmetry constraint and the command says so; every frame
+    has a result. A structure whose symmetry spglib cannot analyse is a failed result with the
+    reason, not a crash; an error before anything finished leaves no empty trajectory files and
+    no hidden folder of partial results."""
+    example = ROOT / "examples" / "structures.extxyz"
+    frames = ase.io.read(example, ":")
+    species = sorted({int(z) for a in frames for z in a.numbers})
+    save_model(make_tiny(species=species), tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    common = ["--model", str(tmp_path / "tiny"), "--device", "cpu", "--steps", "2", "--symmetry"]
+    assert main(["relax", str(example), "-o", "out.extxyz", "--trajectory", "t.traj", "--json", "r.json", *common]) == 0
+    err = capsys.readouterr().err
+    assert f"1 structure(s) without a 3D cell relax without the symmetry constraint ({example} frame 5)" in err
+    out = ase.io.read("out.extxyz", ":")
+    assert len(out) == len(frames) and not any("hipot_error" in a.info for a in out)
+    assert all(Path(f"t.{k}.traj").stat().st_size > 100 for k in range(len(frames)))
+
+    from ase.constraints import FixSymmetry
+
+    calls = []
+
+    def refuse(self, atoms, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("too close distance between atoms")
+        return original(self, atoms, *a, **kw)
+
+    original = FixSymmetry.__init__
+    monkeypatch.setattr(FixSymmetry, "__init__", refuse)
+    assert main(["relax", str(example), "-o", "out2.extxyz", "--trajectory", "u.traj", *common, "-q"]) == 0
+    failed = [a.info.get("hipot_error") for a in ase.io.read("out2.extxyz", ":")]
+    assert failed[1] and "symmetry analysis failed (spglib: too close distance" in failed[1]
+    assert not any(failed[:1] + failed[2:]) and not Path("u.1.traj").exists()
+
+    def crash(*a, **kw):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Evaluator, "evaluate", crash)  # after the relaxations and their trajectories start
+    with pytest.raises(RuntimeError):
+        main(["relax", str(example), "-o", "out3.extxyz", "--trajectory", "v.traj", *common, "-q"])
+    assert not list(Path(".").glob("v.*")) and not list(Path(".").glob(".out3*"))
+
+
+def test_outputs_are_never_overwritten_silently(tmp_path, capsys, monkeypatch):
+    """A later run in the same folder writes eos-2.png (a default name, numbered, and said so),
+    refuses a name that was given (before any work) unless --overwrite, and keeps md's trajectory
+    and log together (md-2.traj, md-2.log) unless it continues them with --restart (issue 26, item 6)."""
+    monkeypatch.chdir(tmp_path)
+    eos = ["eos", "example:Cu", "--model", "ase:emt", "--no-relax", "--points", "5"]
+    assert main(eos) == 0 and Path("eos.png").is_file()
+    first = Path("eos.png").read_bytes()
+    capsys.readouterr()
+    assert main(eos) == 0
+    assert "eos.png exist(s) from an earlier run: writing eos-2.png" in capsys.readouterr().err
+    assert Path("eos-2.png").is_file() and Path("eos.png").read_bytes() == first
+    assert main(eos + ["--plot", "eos.png", "-q"]) == 2
+    assert "eos.png exists (--plot)" in capsys.readouterr().err
+    assert main(eos + ["--json", "e.json", "-q"]) == 0 and main(eos + ["--json", "e.json", "-q"]) == 2
+    assert "e.json exists (--json)" in capsys.readouterr().err
+    Path("eos.png").write_text("an earlier plot")
+    assert main(eos + ["--plot", "eos.png", "--overwrite", "-q"]) == 0 and Path("eos.png").read_bytes() == first
+    assert sorted(p.name for p in Path(".").glob("eos*.png")) == ["eos-2.png", "eos-3.png", "eos.png"]  # -3: e.json's run
+
+    md = ["md", "example:Cu", "--repeat", "2", "1", "1", "--model", "ase:emt", "--steps", "2", "-q"]
+    assert main(md) == 0 and main(md) == 0
+    assert all(Path(p).is_file() for p in ("md.traj", "md.log", "md-2.traj", "md-2.log"))
+    assert main(md + ["--restart", "--steps", "4"]) == 0 and not Path("md-3.traj").exists()
+    assert main(md + ["--trajectory", "md.traj"]) == 2
+    assert "md.traj exists (--trajectory)" in capsys.readouterr().err

@@ -5,6 +5,7 @@ torch-sim >= 0.6 needs Python >= 3.12: .ci/run runs this file in a Python 3.12 e
 an older Python (or without torch-sim) it is skipped."""
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import numpy as np
@@ -91,6 +92,43 @@ def test_mixed_batch_equals_calculator(tiny):
     molecules = [molecule("H2O"), molecule("C6H6"), molecule("CH4")]
     state = ts.io.atoms_to_state(molecules, CPU, torch.float64)
     _per_system(model(state), state, molecules, calc, stress=False)
+
+
+def test_per_atom_energies(tiny):
+    """per_atom_energies (torch-sim's switch and key, as its own pair models): "energies" equal
+    the calculator's per-atom energies and sum to each system's energy; D3's included; the switch
+    is an attribute torch-sim's heat-flux correlation turns on."""
+    structures = [rattled(bulk("Si", "diamond", a=5.43), 0.05, seed=1), rattled(bulk("NaCl", "rocksalt", a=5.6), 0.05)]
+    state = ts.io.atoms_to_state(structures, CPU, torch.float64)
+    model = HIPotModel(tiny, device="cpu", dtype="float64")
+    assert "energies" not in model(state)
+    model.per_atom_energies = True
+    out = model(state)
+    calc = HIPotCalculator(tiny, device="cpu", dtype="float64")
+    ref = np.concatenate([calc.get_property("energies", a.copy()) for a in structures])
+    np.testing.assert_allclose(out["energies"].numpy(), ref, atol=1e-12)
+    sums = torch.zeros(2, dtype=torch.float64).index_add(0, state.system_idx, out["energies"])
+    torch.testing.assert_close(sums, out["energy"], atol=1e-12, rtol=0)
+    if importlib.util.find_spec("dftd3"):
+        d3 = HIPotModel(tiny, device="cpu", dtype="float64", dispersion="d3bj", per_atom_energies=True)(state)
+        sums = torch.zeros(2, dtype=torch.float64).index_add(0, state.system_idx, d3["energies"])
+        torch.testing.assert_close(sums, d3["energy"], atol=1e-10, rtol=0)
+        assert (d3["energy"] - out["energy"]).abs().min() > 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_contract(tiny, dtype):
+    """The physics contract (hipot.testing) through torch-sim: crystal, slab and molecule (each
+    its own state, torch-sim holding one pbc per state), per-atom energies included."""
+    from hipot.check import contract_structures
+    from hipot.engines import torchsim_engine
+    from hipot.testing import Declared, Tolerances, assert_contract
+
+    model = HIPotModel(make_tiny(), device="cpu", dtype=dtype, per_atom_energies=True)
+    declared = Declared(reflection_energy=1e-6, reflection_forces=1e-5, reflection_stress=1e-6, cutoff_jump=None)
+    report = assert_contract(torchsim_engine(model), contract_structures(model.model.species),
+                             Tolerances.for_dtype(dtype), declared, cutoff=model.cutoff)
+    assert all("ΣE_i-E" in c.measured for c in report.checks if c.name == "per-atom sums")
 
 
 def test_float32_state(tiny):

@@ -272,3 +272,21 @@ def test_validation_epochs_and_eta():
     assert eta_seconds(0, 8.0, 40, valids_left=0, valid_seconds=2.0, valids_timed=2) == 0.0
     with pytest.raises(ValueError, match="valid_every"):
         load_config(overrides=[{"run": {"valid_every": 0}}])
+
+
+def test_data_check_unlabelled_frame_says_one_thing(tmp_path, capsys):
+    """A frame without labels is reported as unlabelled, once (not also 'energy label is nan' and
+    'no force labels'); a frame missing only its energy says so, without the NaN (issue 26, item 8)."""
+    from hipot.cli import main
+
+    cu = bulk("Cu", "fcc", a=3.6, cubic=True)
+    no_energy = labelled(cu, -10.0)
+    del no_energy.info["REF_energy"]
+    path = tmp_path / "unlabelled.extxyz"
+    write(path, [labelled(cu, -10.0), cu, no_energy])
+    assert main(["data", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith(f"{path}:")]
+    assert lines == [f"{path}:1: unlabelled frame: no energy or force labels ('REF_energy', 'REF_forces' or a "
+                     "calculator's results)",
+                     f"{path}:2: no energy label ('REF_energy' or a calculator energy)"], err

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Verb groups, in the order `hipot --help` lists them.
-VERB_MODULES = ["predict", "tasks", "properties", "bench", "train", "distill", "evaluate"]
+VERB_MODULES = ["predict", "tasks", "properties", "check", "bench", "train", "distill", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,8 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = extra  # verbs with their own option parser (bench) take these
     errors = _errors()
     watch = _CtrlCWatch(args)
+    threads = None
     try:
         with watch:
+            from .options import apply_threads
+
+            threads = apply_threads(args)
             return args.func(args)
     except KeyboardInterrupt:
         from ..distributed import world
@@ -139,3 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         code = getattr(e, "code", 2)
         print(f"hipot {args.command}: error: {e}", file=sys.stderr)
         return code if isinstance(code, int) else 2
+    finally:
+        if threads is not None:  # as it was, for a caller that runs more than one command (tests)
+            import torch
+
+            torch.set_num_threads(threads)

@@ -40,21 +40,34 @@ def add_one_structure_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_summary_args(p: argparse.ArgumentParser, quiet_help: str | None = None) -> None:
-    """--json (the summary as a file) and -q, last on every task verb."""
+    """--json (the summary as a file), --overwrite and -q, last on every task verb."""
     p.add_argument("--json", help="write the summary here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write over existing output files (--json, plots, CSV, trajectory) instead of refusing a name "
+                        "you gave or numbering a default one (eos.png exists: eos-2.png)")
     p.add_argument("-q", "--quiet", action="store_true", help=quiet_help)
 
 
-def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True) -> None:
-    """--model, --device, --dtype, --backend (and --dispersion): how every verb picks and places its model."""
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """--threads: the CPU threads of PyTorch (`apply_threads`, called by `hipot.cli.main`)."""
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch (default: $OMP_NUM_THREADS if set, else the cores not busy with "
+                        "other work, at least 1)")
+
+
+def add_model_args(p: argparse.ArgumentParser, dispersion: bool = True, model: bool = True) -> None:
+    """--model, --device, --dtype, --backend, --threads (and --dispersion): how every verb picks and places its model."""
     if dispersion:
         p.add_argument("--dispersion", default="none", choices=["none", "d3bj"],
                        help="add DFT-D3(BJ) dispersion, PBE parameters (needs pip install 'hipot[d3]'; default: none)")
-    p.add_argument("--model", default="hienet-v3", help="model name, hipot model folder or official .pth (default: hienet-v3)")
+    if model:  # (`hipot check` takes the model as its argument)
+        p.add_argument("--model", default="hienet-v3",
+                       help="model name, hipot model folder or official .pth (default: hienet-v3)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "edges", "padded", "cueq"],
                    help="tensor-product kernels: cuEquivariance on a GPU when installed (auto), or force one")
+    add_threads_arg(p)
 
 
 def check_device(device: str):

@@ -6,6 +6,8 @@ import dataclasses
 import shutil
 import sys
 
+from .common import add_threads_arg
+
 
 def recipe_from_args(args: argparse.Namespace):
     """The recipe of --config (or the defaults), with the command line's values on top."""
@@ -93,6 +95,7 @@ def register(sub) -> None:
                                                 "the same command continues an interrupted run")
     p.add_argument("--teacher", help="teacher model (default: hienet-v3)")
     p.add_argument("--device", default="auto")
+    add_threads_arg(p)
     p.add_argument("--limit", type=int, help="at most this many seeds (random, fixed seed)")
     p.add_argument("--max-atoms", type=int, help="largest seed structure (default: 64)")
     p.add_argument("--md-seeds", type=int, help="teacher MD from at most this many structures (default: all)")

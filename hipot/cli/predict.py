@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import numpy as np
 
-from .common import (CLIError, add_model_args, model_name, require_extras, check_device, check_frames, check_writable, model_species,
-                     output_format, run_key, warn_if_large)
+from .common import (CLIError, add_model_args, model_name, require_extras, check_device, check_frames,
+                     check_writable, model_species, output_format, run_key, warn_if_large)
+from .options import check_numbers
 
 ERROR_KEY = "hipot_error"  # info key of a frame written without results (--skip-bad)
 
@@ -72,6 +73,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..io import atomic_write
     from ..tasks.common import Tally, progress_bar, read_labelled
 
+    check_numbers(args, batch_size=">= 1", batch_atoms=">= 1")
     fmt = output_format(args.output, "predict", results_needed=True)
     check_writable([args.output])
     check_device(args.device)

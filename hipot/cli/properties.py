@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import (add_one_structure_args, add_summary_args, friendly, one_structure, prepare, say, task_defaults, task_model,
-                     write_summary)
+from .common import (add_one_structure_args, add_summary_args, friendly, one_structure, prepare, say, task_defaults,
+                     task_model, write_summary)
+from .options import check_numbers, claim_outputs
+
+# Default output names (a later run in the same folder writes eos-2.png, ...: cli.options.claim_outputs)
+PHONONS_PLOT, THERMAL_CSV, EOS_PLOT = "phonons.png", "thermal.csv", "eos.png"
 
 
 # ---------------------------------------------------------------- phonons
@@ -14,6 +18,9 @@ from .common import (add_one_structure_args, add_summary_args, friendly, one_str
 def cmd_phonons(args: argparse.Namespace) -> int:
     from ..tasks.phonons import phonons
 
+    check_numbers(args, supercell_length="> 0", supercell=">= 1", displacement="> 0", mesh="> 0", t_max="> 0",
+                  t_step="> 0")
+    claim_outputs(args, plot=PHONONS_PLOT, thermal=THERMAL_CSV, json=None)
     prepare(args, ("phonopy", "spglib"), files=[args.plot, args.thermal])
     res = phonons(one_structure(args), task_model(args), supercell_length=args.supercell_length, supercell=args.supercell,
                   displacement=args.displacement, relax_first=not args.no_relax, mesh=args.mesh, t_max=args.t_max,
@@ -35,6 +42,8 @@ def cmd_phonons(args: argparse.Namespace) -> int:
 def cmd_eos(args: argparse.Namespace) -> int:
     from ..tasks.eos import eos
 
+    check_numbers(args, strain="in (0, 0.5)", points=">= 5")
+    claim_outputs(args, plot=EOS_PLOT, json=None)
     prepare(args, () if args.no_relax else ("spglib",), files=[args.plot])
     res = eos(one_structure(args, evaluations=args.points), task_model(args), strain=args.strain, points=args.points,
               relax_first=not args.no_relax, device=args.device, dtype=args.dtype, progress=not args.quiet)
@@ -52,6 +61,8 @@ def cmd_elastic(args: argparse.Namespace) -> int:
 
     from ..tasks.elastic import elastic
 
+    check_numbers(args, strain="in (0, 0.1)")
+    claim_outputs(args, json=None)
     prepare(args, () if args.no_relax else ("spglib",))
     res = elastic(one_structure(args, evaluations=13), task_model(args), strain=args.strain, relax_first=not args.no_relax,
                   device=args.device, dtype=args.dtype, progress=not args.quiet)
@@ -84,8 +95,8 @@ def register(sub) -> None:
     p.add_argument("--t-max", type=float, default=ph_d["t_max"], help="K (default: %(default)s)")
     p.add_argument("--t-step", type=float, default=ph_d["t_step"], help="K (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="use the structure as given")
-    p.add_argument("--plot", default="phonons.png", help="band structure + DOS (default: %(default)s)")
-    p.add_argument("--thermal", default="thermal.csv", help="F, S, Cv against T (default: %(default)s)")
+    p.add_argument("--plot", help=f"band structure + DOS (default: {PHONONS_PLOT}; numbered if it exists)")
+    p.add_argument("--thermal", help=f"F, S, Cv against T (default: {THERMAL_CSV}; numbered if it exists)")
     add_summary_args(p)
     p.set_defaults(func=cmd_phonons)
 
@@ -99,7 +110,7 @@ def register(sub) -> None:
     p.add_argument("--strain", type=float, default=eos_d["strain"], help="volume range +-strain (default: %(default)s)")
     p.add_argument("--points", type=int, default=eos_d["points"], help="volumes (default: %(default)s)")
     p.add_argument("--no-relax", action="store_true", help="centre the volumes on the structure as given")
-    p.add_argument("--plot", default="eos.png", help="default: %(default)s")
+    p.add_argument("--plot", help=f"default: {EOS_PLOT} (numbered if it exists: eos-2.png, ...)")
     add_summary_args(p)
     p.set_defaults(func=cmd_eos)
 

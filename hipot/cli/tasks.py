@@ -10,9 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames, friendly, model_species, one_structure,
+from .common import (INPUT_HELP, add_one_structure_args, add_summary_args, CLIError, add_model_args, check_frames,
+                     friendly, model_species, one_structure,
                      output_format, prepare, rank_device, run_key, say, task_defaults, task_model, warn_if_large,
                      write_summary)
+from .options import check_numbers, claim_outputs, numbered
+
+# Default output names (cli.options.claim_outputs: a later run gets md-2.traj, screen-2/, ...)
+MD_TRAJECTORY, SCREEN_OUT, SCREEN_CSV = "md.traj", "screen", "screen.csv"
 
 
 # ---------------------------------------------------------------- relax
@@ -25,6 +30,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from ..tasks.common import Tally, read_labelled
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
 
+    check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", batch_atoms=">= 1")
+    claim_outputs(args, json=None)
     fmt = output_format(args.output, "relax", results_needed=False)
     prepare(args, ("spglib",) if args.symmetry else (), files=[args.output, args.trajectory])
     frames, labels = read_labelled(args.input, args.index)
@@ -32,10 +39,17 @@ def cmd_relax(args: argparse.Namespace) -> int:
         raise CLIError(f"{args.output}: {fmt} holds one structure, the input {len(frames)}; "
                          "use .extxyz (every result) or .traj")
     skipped = check_frames(frames, labels, model_species(args.model), args.skip_bad)
+    if args.symmetry:
+        from ..tasks.relax import has_3d_cell
+
+        flat = [labels[k] for k, a in enumerate(frames) if not has_3d_cell(a)]
+        if flat:
+            say(args, f"hipot relax: --symmetry: {len(flat)} structure(s) without a 3D cell relax without the "
+                      f"symmetry constraint ({', '.join(flat[:5])}{', ...' if len(flat) > 5 else ''})")
     good = [f for k, f in enumerate(frames) if k not in skipped] or frames
     warn_if_large("relax", good, labels, args.model, args.device, args.steps + 1, args.quiet)
-    settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, relax_cell=not args.no_cell,
-                    symmetry=args.symmetry)
+    settings = dict(optimizer=args.optimizer, fmax=args.fmax, smax=args.smax, steps=args.steps,
+                    relax_cell=not args.no_cell, symmetry=args.symmetry)
     key = run_key(args, [args.input], index=args.index, **settings)
     args.tally, args.resume_hint = Tally(len(frames)), "rerun the same command to resume"
     dev = rank_device(args)
@@ -47,6 +61,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
         for r in results:
             a = r.atoms
             a.info.update({"relax_converged": r.converged, "relax_steps": r.steps, "relax_fmax": r.fmax})
+            if r.smax is not None:
+                a.info["relax_smax"] = r.smax
             if r.error:
                 a.info["hipot_error"] = r.error
             out.append(a)
@@ -55,7 +71,7 @@ def cmd_relax(args: argparse.Namespace) -> int:
         cleanup_checkpoint(args.output, len(frames), key)
         say(args, f"relaxed {sum(r.converged for r in results)} of {len(results)} structure(s); wrote {args.output}"
                    + ("" if fmt == "extxyz" else f" ({fmt}: energies and forces are in extxyz and --json only)"))
-        msg = unconverged_message(results, args.fmax, args.steps)
+        msg = unconverged_message(results, args.fmax, args.steps, args.smax)
         if msg:
             print(f"hipot relax: warning: {msg}", file=sys.stderr)
     finish()
@@ -68,6 +84,17 @@ def cmd_md(args: argparse.Namespace) -> int:
     from ..tasks.common import Tally
     from ..tasks.md import md
 
+    check_numbers(args, temperature=">= 0", timestep="> 0", steps=">= 0", pressure="finite", friction=">= 0",
+                  tdamp="> 0", pdamp="> 0", interval=">= 1")
+    if args.restart:  # continues the trajectory and its log
+        args.trajectory = args.trajectory or MD_TRAJECTORY
+        claim_outputs(args, json=None)
+    elif args.trajectory is None and args.log is None:
+        claim_outputs(args, trajectory=MD_TRAJECTORY, log=str(Path(MD_TRAJECTORY).with_suffix(".log")), json=None)
+    else:
+        args.trajectory = args.trajectory or MD_TRAJECTORY
+        args.log = args.log or str(Path(args.trajectory).with_suffix(".log"))
+        claim_outputs(args, trajectory=None, log=None, json=None)
     log = args.log or str(Path(args.trajectory).with_suffix(".log"))
     prepare(args, files=[args.trajectory, log])
     atoms = one_structure(args, evaluations=args.steps)
@@ -101,6 +128,19 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
     from ..tasks.screen import analyse, candidates
 
+    check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", max_atoms=">= 1")
+    claim_outputs(args, json=None)
+    if args.out is None:  # a folder a finished screen wrote into gets a numbered sibling
+        k = 1
+        while not args.overwrite and (Path(numbered(SCREEN_OUT, k)) / SCREEN_CSV).exists():
+            k += 1
+        args.out = numbered(SCREEN_OUT, k)
+        if k > 1:
+            say(args, f"hipot screen: {SCREEN_OUT}/ holds an earlier result: writing into {args.out}/ "
+                      "(--overwrite writes over it)")
+    elif (Path(args.out) / SCREEN_CSV).exists() and not args.overwrite:
+        raise CLIError(f"{args.out}/ holds an earlier screen ({SCREEN_CSV}); give another --out, remove it, or pass "
+                       "--overwrite; nothing was run")
     prepare(args, ("spglib", "pymatgen"), folders=[args.out])
     if args.candidates:
         structures, labels = read_labelled(args.candidates)
@@ -118,7 +158,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     check_frames(structures, labels, model_species(args.model), skip_bad=False, option="")
     out = Path(args.out)
     relaxed_path = out / "relaxed.extxyz"
-    settings = dict(optimizer=args.optimizer, fmax=args.fmax, steps=args.steps, elements=elements,
+    settings = dict(optimizer=args.optimizer, fmax=args.fmax, smax=args.smax, steps=args.steps, elements=elements,
                     lattice=args.lattice, max_atoms=args.max_atoms)
     key = run_key(args, files, **settings)
     say(args, f"screen: {len(structures)} candidate structure(s)")
@@ -126,8 +166,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
     dev = rank_device(args)
     results = relax_resumable(structures, relaxed_path, key, task_model(args, dev), device=str(dev),
                               progress=not args.quiet, batch_size=args.batch_size, optimizer=args.optimizer,
-                              fmax=args.fmax, steps=args.steps, relax_cell=True, labels=labels, tally=args.tally,
-                              dtype=args.dtype)
+                              fmax=args.fmax, smax=args.smax, steps=args.steps, relax_cell=True, labels=labels,
+                              tally=args.tally, dtype=args.dtype)
     if results is not None:
         res = analyse(structures, results, elements, "file" if args.candidates else args.lattice)
         frames = [r.atoms for r in results]  # their info (id, prototype, ...) comes from the candidates
@@ -138,13 +178,13 @@ def cmd_screen(args: argparse.Namespace) -> int:
                 a.info["formation_energy"] = row["formation_energy_eV_per_atom"]
                 a.info["e_above_hull"] = row["e_above_hull_eV_per_atom"]
         atomic_write(relaxed_path, lambda tmp: ase.io.write(tmp, frames, format="extxyz"))
-        res.write_csv(str(out / "screen.csv"))
+        res.write_csv(str(out / SCREEN_CSV))
         res.plot(str(out / "hull.png"))
         write_summary(args, res.to_dict())
         cleanup_checkpoint(relaxed_path, len(structures), key)
         hull = [f"{r['formula']}{' (' + r['prototype'] + ')' if r['prototype'] else ''}" for r in res.rows if r["on_hull"]]
         say(args, f"on the hull: {', '.join(hull)}; wrote {out}/screen.csv, hull.png, relaxed.extxyz")
-        msg = unconverged_message(results, args.fmax, args.steps)
+        msg = unconverged_message(results, args.fmax, args.steps, args.smax)
         if msg:
             print(f"hipot screen: warning: {msg}", file=sys.stderr)
     finish()
@@ -160,7 +200,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("relax", help="relax structures (batched; cell too for periodic ones)", formatter_class=fmt,
                        epilog="JSON (--json): {'structures': [{index, formula, n_atoms, energy, energy_per_atom, "
-                              "fmax, steps, converged, volume_per_atom (periodic), error (if any)}]}.\n"
+                              "fmax, smax (cell relaxation, GPa), steps, converged, volume_per_atom (periodic), "
+                              "error (if any)}]}.\n"
                               "Every structure is checked before the model loads; a bad one stops the command (all "
                               "are listed) unless --skip-bad.\n"
                               "Under torchrun the structures are split across ranks; rerunning an interrupted "
@@ -173,6 +214,9 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--optimizer", default=relax_d["optimizer"], choices=optimizers, help="default: %(default)s")
     p.add_argument("--fmax", type=float, default=relax_d["fmax"], help="force convergence, eV/A (default: %(default)s)")
+    p.add_argument("--smax", type=float, default=relax_d["smax"],
+                   help="stress convergence of cell relaxation: every stress component below this, GPa "
+                        "(default: %(default)s)")
     p.add_argument("--steps", type=int, default=relax_d["steps"], help="maximum optimizer steps (default: %(default)s)")
     p.add_argument("--no-cell", action="store_true", help="keep the cell fixed (default: relax it, periodic only)")
     p.add_argument("--symmetry", action="store_true", help="keep the space group (ase FixSymmetry; needs spglib)")
@@ -211,7 +255,8 @@ def register(sub) -> None:
     p.add_argument("--pdamp", type=float, default=md_d["pdamp"], help="fs, barostat time constant (default: %(default)s)")
     p.add_argument("--interval", type=int, default=md_d["interval"],
                    help="log and trajectory every N steps (default: %(default)s)")
-    p.add_argument("--trajectory", default=md_d["trajectory"], help="ASE trajectory (default: %(default)s)")
+    p.add_argument("--trajectory", help=f"ASE trajectory (default: {MD_TRAJECTORY}; md-2.traj, ... if it exists, "
+                                        "unless --restart)")
     p.add_argument("--log", help="CSV log (default: the trajectory with .log)")
     p.add_argument("--restart", action="store_true", help="continue from the last frame of --trajectory if it exists")
     add_summary_args(p)
@@ -232,8 +277,10 @@ def register(sub) -> None:
     add_model_args(p)
     p.add_argument("--optimizer", default=sc_d["optimizer"], choices=optimizers, help="default: %(default)s")
     p.add_argument("--fmax", type=float, default=sc_d["fmax"], help="eV/A (default: %(default)s)")
+    p.add_argument("--smax", type=float, default=relax_d["smax"], help="stress convergence, GPa (default: %(default)s)")
     p.add_argument("--steps", type=int, default=sc_d["steps"], help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=sc_d["batch_size"], help="default: %(default)s")
-    p.add_argument("--out", default="screen", help="output folder (default: %(default)s)")
+    p.add_argument("--out", help=f"output folder (default: {SCREEN_OUT}; {SCREEN_OUT}-2, ... if it holds an earlier "
+                                 "result)")
     add_summary_args(p)
     p.set_defaults(func=cmd_screen)

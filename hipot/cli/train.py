@@ -5,6 +5,8 @@ import argparse
 import sys
 from typing import Any
 
+from .common import add_threads_arg
+
 # command-line flag -> (config section, key); given flags override the YAML
 _FLAGS = {
     "train": ("data", "train"), "valid": ("data", "valid"), "valid_fraction": ("data", "valid_fraction"),
@@ -139,6 +141,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="run folder (default: runs/hipot)")
     p.add_argument("--max-steps", type=int, help="stop after this many steps in total (0: no limit)")
     p.add_argument("--device", help="auto, cpu, cuda (cuda:LOCAL_RANK under torchrun)")
+    add_threads_arg(p)
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")

@@ -30,7 +30,8 @@ def _relax_part(teacher: Evaluator, chunk: list[Atoms], path: Path, steps: int, 
     from ..tasks.relax import relax
 
     made = []
-    for s, r in zip(chunk, relax(chunk, teacher, fmax=0.05, steps=steps, relax_cell=True, batch_size=batch_size)):
+    for s, r in zip(chunk, relax(chunk, teacher, fmax=0.05, smax=None, steps=steps, relax_cell=True,
+                                     batch_size=batch_size)):
         made.append(s)
         if r.error is None and np.isfinite(r.energy):
             made.append(_plain(r.atoms, kind="substituted-relaxed"))

@@ -36,8 +36,8 @@ def run(handle: ModelHandle, opts: Options) -> dict[str, Any]:
     chosen = [entries[i] for i in pick([e.atoms for e in entries], "heat_capacity", handle, opts)]
     model = handle.relax_target()
     log(f"heat_capacity: {handle.name}: relaxing {len(chosen)} structures (symmetry kept, fmax {p['fmax']})")
-    relaxed = relax([e.atoms for e in chosen], model, fmax=p["fmax"], steps=p["steps"], relax_cell=True, symmetry=True,
-                    batch_size=opts.batch_size, progress=True)
+    relaxed = relax([e.atoms for e in chosen], model, fmax=p["fmax"], smax=None, steps=p["steps"], relax_cell=True,
+                    symmetry=True, batch_size=opts.batch_size, progress=True)  # the protocol's criterion: forces only
     items = []
     for k, (e, r) in enumerate(zip(chosen, relaxed)):
         item: dict[str, Any] = {"mp_id": e.mp_id, "formula": e.formula, "n_atoms": len(e.atoms),

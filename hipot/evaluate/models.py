@@ -142,7 +142,9 @@ def relax_structures(handle: ModelHandle, structures: Sequence[Atoms], *, fmax: 
     calculator (the same ASE optimizer trajectory either way)."""
     from ..tasks.relax import relax
 
-    kw: dict[str, Any] = dict(optimizer="FIRE", fmax=fmax, steps=steps, relax_cell=relax_cell, progress=progress)
+    # forces only (smax=None): the benchmark's published protocol, the same for every model
+    kw: dict[str, Any] = dict(optimizer="FIRE", fmax=fmax, smax=None, steps=steps, relax_cell=relax_cell,
+                              progress=progress)
     if handle.batched:
         kw.update(batch_size=batch_size, max_atoms=4096)
     out = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence, Union
 
@@ -14,7 +15,7 @@ from ase.calculators.calculator import Calculator
 from ..calculator import HIPotCalculator
 from ..graph import StructureError, check_structure
 from ..evaluator import Evaluator
-from ..io import atomic_write, jsonable, write_json  # noqa: F401  (tasks import them from here)
+from ..io import atomic_write, held_warnings, jsonable, write_json  # noqa: F401  (tasks import them from here)
 from ..model import HIENet
 
 # What every task accepts as `model`: a name or folder, a HIENet, an Evaluator, or any ASE calculator.
@@ -147,7 +148,9 @@ def _count_frames(path: str, fmt: str | None = None) -> int:
     import ase.io
 
     try:
-        return sum(1 for _ in ase.io.iread(path, index=":", format=fmt))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the count is for a message; the reader's warnings are not
+            return sum(1 for _ in ase.io.iread(path, index=":", format=fmt))
     except Exception:  # the file is broken further on: the count is only for a message
         return -1
 
@@ -177,7 +180,8 @@ def read_labelled(spec: str, index: str = ":", fmt: str | None = None) -> tuple[
     except ValueError:
         raise InputFileError(f"--index {index!r} is not a frame number or an ASE slice (e.g. 0, -1, 10:20, ::2)") from None
     try:
-        frames = ase.io.read(spec, index=sel, format=fmt)
+        with held_warnings(spec):
+            frames = ase.io.read(spec, index=sel, format=fmt)
     except StopIteration:  # ASE's answer to an index past the end
         n = _count_frames(spec, fmt)
         raise InputFileError(f"{spec}: frame {index} is past the end (the file holds {n} frame(s))") from None

@@ -112,8 +112,13 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
     ensemble = ensemble.lower()
     if ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {', '.join(ENSEMBLES)}, not {ensemble!r}")
-    if timestep <= 0 or steps < 0 or interval < 1:
-        raise ValueError("md needs timestep > 0, steps >= 0 and interval >= 1")
+    numbers = {"timestep": timestep, "temperature": temperature, "pressure": pressure, "friction": friction,
+               "tdamp": tdamp, "pdamp": pdamp}
+    if not all(np.isfinite(v) for v in numbers.values()):
+        raise ValueError(f"md needs finite numbers, got {numbers}")
+    if timestep <= 0 or steps < 0 or interval < 1 or temperature < 0 or friction < 0 or tdamp <= 0 or pdamp <= 0:
+        raise ValueError("md needs timestep > 0, steps >= 0, interval >= 1, temperature >= 0 K, friction >= 0, "
+                         "tdamp > 0 and pdamp > 0")
     traj_path = Path(trajectory)
     log_path = Path(log) if log else traj_path.with_suffix(".log")
     m = resolve_model(model, device, dtype)
@@ -155,6 +160,11 @@ def md(atoms: Atoms, model: ModelLike = "hienet-v3", *, ensemble: str = "nve", t
         step = dyn.nsteps
         epot = atoms.get_potential_energy()
         ekin = atoms.get_kinetic_energy()
+        if not (np.isfinite(epot) and np.isfinite(ekin) and np.isfinite(atoms.positions).all()):
+            # a row or frame of NaN would be what a later --restart continues from
+            raise ValueError(f"the simulation became unstable at step {step} (non-finite energy or positions; "
+                             "timestep too long or structure far from equilibrium?); the log and trajectory end "
+                             "at the last finite step")
         pres = vol = ""
         if periodic:
             pres = f"{-np.trace(atoms.get_stress(voigt=False, include_ideal_gas=True)) / 3 / units.GPa:.6f}"

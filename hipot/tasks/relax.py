@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..graph import StructureError
 from ..evaluator import Evaluator
 from .common import ModelLike, Result, Tally, check_inputs, progress_bar, resolve_model
+from .trajectory import TrajectoryWriter, trajectory_path
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
@@ -31,7 +32,8 @@ OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 class RelaxResult(Result):
     """A relaxed structure. `atoms` carries a SinglePointCalculator with energy, forces (and stress);
     `fmax` is the optimizer's convergence measure (largest atomic force, and with cell relaxation
-    also the filter's cell gradient) in eV/A."""
+    also the filter's cell gradient) in eV/A; `smax` the largest stress component in GPa (cell
+    relaxation only, else None)."""
 
     atoms: Atoms
     energy: float
@@ -41,12 +43,15 @@ class RelaxResult(Result):
     error: str | None = None
     index: int = 0
     formula: str = field(default="")
+    smax: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         n = len(self.atoms)
         d = {"index": self.index, "formula": self.formula, "n_atoms": n, "energy": self.energy,
              "energy_per_atom": self.energy / n if n else float("nan"), "fmax": self.fmax, "steps": self.steps,
              "converged": self.converged}
+        if self.smax is not None:
+            d["smax"] = self.smax
         if n and np.all(self.atoms.pbc) and abs(self.atoms.cell.volume) > 0:
             d["volume_per_atom"] = float(self.atoms.get_volume() / len(self.atoms))
         if self.error:
@@ -86,19 +91,34 @@ def _optimizer_class(name: str):
     return table[key]
 
 
+def has_3d_cell(atoms: Atoms) -> bool:
+    """Whether the structure has a cell spanning three dimensions: what a space group (spglib,
+    FixSymmetry) needs. A molecule without a cell has none; a slab or a molecule in a box has one."""
+    return atoms.cell.rank == 3
+
+
+class SymmetryError(ValueError):
+    """spglib could not analyse a structure's symmetry (its message says why)."""
+
+
 def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3):
-    """A working copy of `atoms` (constraints kept, FixSymmetry added on request) and the object the
-    optimizer moves: a FrechetCellFilter for periodic cells with relax_cell, else the atoms."""
+    """A working copy of `atoms` (constraints kept, FixSymmetry added on request for a structure
+    with a 3D cell; a molecule without one relaxes without it) and the object the optimizer moves:
+    a FrechetCellFilter for periodic cells with relax_cell, else the atoms. SymmetryError when
+    spglib fails on the structure."""
     work = atoms.copy()
     work.calc = None
-    if symmetry:
+    if symmetry and has_3d_cell(work):
         from ase.constraints import FixSymmetry
 
         from ..optional import require
 
         require("spglib", "tasks", "keeping the space group (symmetry=True)")
-
-        work.set_constraint(list(work.constraints) + [FixSymmetry(work, symprec=symprec)])
+        try:
+            fix = FixSymmetry(work, symprec=symprec)
+        except Exception as e:  # spglib raises its own error types, which vary between versions
+            raise SymmetryError(f"the symmetry analysis failed (spglib: {e}); relax it without --symmetry") from None
+        work.set_constraint(list(work.constraints) + [fix])
     if relax_cell and np.all(work.pbc):
         from ase.filters import FrechetCellFilter
 
@@ -113,43 +133,6 @@ def _gradient_norm(opt) -> float:
     return float(np.sqrt((np.asarray(g).reshape(-1, 3) ** 2).sum(axis=1).max()))
 
 
-class _TrajectoryWriter:
-    """Frames of one relaxation: ASE .traj, or extxyz for any other suffix."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix == ".traj":
-            from ase.io import Trajectory
-
-            self._traj = Trajectory(str(path), "w")
-            self._fh = None
-        else:
-            self._traj = None
-            self._fh = open(path, "w")
-
-    def write(self, atoms: Atoms) -> None:
-        if self._traj is not None:
-            self._traj.write(atoms)
-        else:
-            import ase.io
-
-            ase.io.write(self._fh, atoms, format="extxyz")
-            self._fh.flush()
-
-    def close(self) -> None:
-        if self._traj is not None:
-            self._traj.close()
-        if self._fh is not None:
-            self._fh.close()
-
-
-def trajectory_path(trajectory: str | Path, index: int, count: int) -> Path:
-    """The trajectory file of structure `index`: the path itself for one structure, else stem.INDEX.suffix."""
-    p = Path(trajectory)
-    return p if count == 1 else p.with_name(f"{p.stem}.{index}{p.suffix or '.traj'}")
-
-
 class _Job:
     """One structure under relaxation: its working atoms, the object the optimizer moves, the optimizer."""
 
@@ -159,9 +142,16 @@ class _Job:
         self.atoms, self.obj = prepare(atoms, relax_cell, symmetry)
         self.atoms.calc = calc
         self.opt = opt_cls(self.obj, logfile=None)
-        self.traj = _TrajectoryWriter(traj) if traj is not None else None
+        self.traj = TrajectoryWriter(traj) if traj is not None else None
 
-    def result(self, converged: bool, fmax: float, error: str | None = None) -> RelaxResult:
+    def stress_norm(self) -> float | None:
+        """The largest stress component in GPa while the cell relaxes (None: it does not)."""
+        if self.obj is self.atoms:
+            return None
+        return float(np.abs(self.atoms.get_stress()).max() / units.GPa)
+
+    def result(self, converged: bool, fmax: float, error: str | None = None,
+               smax: float | None = None) -> RelaxResult:
         if self.traj is not None:
             self.traj.close()
         out = self.atoms.copy()
@@ -174,7 +164,7 @@ class _Job:
             energy = float(res["energy"])
             out.calc = SinglePointCalculator(out, **res)
         return RelaxResult(out, energy, fmax, int(self.opt.nsteps), bool(converged), error, self.index,
-                           out.get_chemical_formula())
+                           out.get_chemical_formula(), smax)
 
 
 def _evaluate_safely(evaluator: Evaluator, atoms_list: list[Atoms], max_atoms: int | None,
@@ -195,15 +185,19 @@ def _evaluate_safely(evaluator: Evaluator, atoms_list: list[Atoms], max_atoms: i
 
 
 def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device: str = "auto",
-          dtype: str = "float32", optimizer: str = "FIRE", fmax: float = 0.05, steps: int = 500,
-          relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
+          dtype: str = "float32", optimizer: str = "FIRE", fmax: float = 0.05, smax: float | None = 0.01,
+          steps: int = 500, relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
           trajectory: str | None = None, progress: bool = False,
           on_result: Callable[[RelaxResult], None] | None = None,
           indices: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> list[RelaxResult]:
-    """Relax each structure until the optimizer's fmax < `fmax` or `steps` steps; returns one
-    RelaxResult per input, in input order. Cell relaxation (FrechetCellFilter) applies to fully
+    """Relax each structure until the optimizer's fmax < `fmax` (eV/A) and, when the cell relaxes,
+    every stress component is below `smax` (GPa; None: forces only), or `steps` steps; returns one
+    RelaxResult per input, in input order. (The stress criterion is there because the filter's
+    cell gradient is the virial per atom: at fmax 0.05 a cell can stop at -0.3 GPa.) Cell relaxation (FrechetCellFilter) applies to fully
     periodic structures only; molecules and slabs relax their positions. `symmetry` keeps the
-    space group (ase FixSymmetry). `trajectory`: a path (.traj or extxyz); with several structures
+    space group (ase FixSymmetry) of structures with a 3D cell (`has_3d_cell`; a molecule without
+    a cell relaxes without it), and a structure whose symmetry spglib cannot analyse is a failed
+    result with the reason (`error`). `trajectory`: a path (.traj or extxyz); with several structures
     each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing);
     `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run);
     `labels` name the structures in error messages (default 'structure ID'). The progress bar
@@ -218,8 +212,8 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
     if len(names) != len(structures):
         raise ValueError("labels must name every structure")
     opt_cls = _optimizer_class(optimizer)
-    if fmax <= 0 or steps < 0 or batch_size < 1:
-        raise ValueError("relax needs fmax > 0, steps >= 0 and batch_size >= 1")
+    if fmax <= 0 or steps < 0 or batch_size < 1 or (smax is not None and not smax > 0):
+        raise ValueError("relax needs fmax > 0, smax > 0 (or None), steps >= 0 and batch_size >= 1")
     m = resolve_model(model, device, dtype)
     check_inputs(structures, m, labels=names)
     batched = isinstance(m, Evaluator)
@@ -233,8 +227,8 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
     def fallback(atoms: Atoms) -> dict[str, Any]:
         return m.evaluate([atoms], batch_size=1, max_atoms=None)[0]
 
-    def finish(job: _Job, converged: bool, fnorm: float, error: str | None = None) -> None:
-        res = job.result(converged, fnorm, error)
+    def finish(job: _Job, converged: bool, fnorm: float, error: str | None = None, snorm: float | None = None) -> None:
+        res = job.result(converged, fnorm, error, snorm)
         results[job.slot] = res
         if on_result is not None:
             on_result(res)
@@ -248,7 +242,15 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 tpath = None
                 if trajectory:
                     tpath = trajectory_path(trajectory, ids[k], len(structures) if indices is None else 2)
-                job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                try:
+                    job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                except SymmetryError as e:
+                    failed = _skipped(structures[k], ids[k], f"{names[k]}: {e}")
+                    results[k] = failed
+                    if on_result is not None:
+                        on_result(failed)
+                    bar.update(1)
+                    continue
                 job.slot = k
                 active.append(job)
             if batched:
@@ -266,9 +268,10 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 if job.traj is not None:
                     job.traj.write(job.atoms)
                 fnorm = _gradient_norm(job.opt)
-                converged = fnorm < fmax
+                snorm = job.stress_norm()
+                converged = fnorm < fmax and (smax is None or snorm is None or snorm < smax)
                 if converged or job.opt.nsteps >= steps:
-                    finish(job, converged, fnorm)
+                    finish(job, converged, fnorm, snorm=snorm)
                     continue
                 job.opt.step()
                 job.opt.nsteps += 1
@@ -284,13 +287,15 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
     return results  # type: ignore[return-value]
 
 
-def unconverged_message(results: Sequence[RelaxResult], fmax: float, steps: int) -> str | None:
+def unconverged_message(results: Sequence[RelaxResult], fmax: float, steps: int,
+                        smax: float | None = None) -> str | None:
     """A one-line warning naming structures that did not converge (None when all did)."""
     bad = [r for r in results if not r.converged]
     if not bad:
         return None
     failed = [r for r in bad if r.error]
-    parts = [f"{len(bad)} of {len(results)} structure(s) did not converge to fmax < {fmax} eV/A "
+    stress = f" (and stress < {smax} GPa)" if smax is not None and any(r.smax is not None for r in bad) else ""
+    parts = [f"{len(bad)} of {len(results)} structure(s) did not converge to fmax < {fmax} eV/A{stress} "
              f"within {steps} steps (indices {', '.join(str(r.index) for r in bad[:20])}"
              f"{', ...' if len(bad) > 20 else ''})"]
     if failed:
@@ -303,7 +308,7 @@ def to_record(res: RelaxResult) -> dict[str, Any]:
     rec: dict[str, Any] = {"positions": res.atoms.positions.tolist(), "cell": res.atoms.cell.array.tolist(),
                            "energy": res.energy if np.isfinite(res.energy) else None, "fmax": res.fmax
                            if np.isfinite(res.fmax) else None, "steps": res.steps, "converged": res.converged,
-                           "error": res.error}
+                           "error": res.error, "smax": res.smax}
     if res.atoms.calc is not None:
         for k in ("forces", "stress", "energies"):
             if k in res.atoms.calc.results:
@@ -327,7 +332,7 @@ def from_record(rec: dict[str, Any], original: Atoms, index: int) -> RelaxResult
         atoms.calc = SinglePointCalculator(atoms, **res)
     fmax = rec["fmax"] if rec["fmax"] is not None else float("nan")
     return RelaxResult(atoms, energy, fmax, int(rec["steps"]), bool(rec["converged"]), rec.get("error"), index,
-                       atoms.get_chemical_formula())
+                       atoms.get_chemical_formula(), rec.get("smax"))
 
 
 def relax_resumable(structures: Sequence[Atoms], checkpoint: str | Path, key: str, model: ModelLike = "hienet-v3",
@@ -367,8 +372,15 @@ def relax_resumable(structures: Sequence[Atoms], checkpoint: str | Path, key: st
             tally.add()
 
     if todo:
-        relax([structures[i] for i in todo], m, indices=todo, labels=[names[i] for i in todo],
-              progress=progress and w.is_main, on_result=done, **kwargs)
+        try:
+            relax([structures[i] for i in todo], m, indices=todo, labels=[names[i] for i in todo],
+                  progress=progress and w.is_main, on_result=done, **kwargs)
+        except Exception:
+            # An error (not Ctrl-C, whose partial results a rerun continues from) before anything
+            # finished leaves nothing to resume: no hidden folder of empty partial results.
+            if w.size == 1 and not parts.done():
+                parts.cleanup()
+            raise
     records = parts.collect()
     if records is None:
         return None

@@ -24,6 +24,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from ..graph import AtomGraph, StructureBatch, StructureError, check_structure, graph_from_lists, neighbor_lists
+from ..io import held_warnings
 
 KBAR_PER_EV_A3 = 1602.1766208  # 1 eV/A^3 = 160.21766208 GPa
 EV_PER_KCAL_MOL = 4.184 / 96.48533212  # 1 kcal/mol in eV (rMD17 units)
@@ -110,6 +111,10 @@ def _label(atoms: Atoms, key: str, fallback: str, per_atom: bool):
     return None
 
 
+# How a frame with neither an energy nor force labels is reported: one problem, not three.
+UNLABELLED = "unlabelled"
+
+
 def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]:
     """Turn one labelled Atoms into a Sample; returns it with the list of problems found."""
     problems: list[str] = []
@@ -118,7 +123,10 @@ def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]
     forces = _label(atoms, keys.forces, "forces", True)
     stress = _label(atoms, keys.stress, "stress", False)
     e = float("nan")
-    if energy is None:
+    if energy is None and forces is None:
+        problems.append(f"{UNLABELLED} frame: no energy or force labels ('{keys.energy}', '{keys.forces}' or a "
+                        "calculator's results)")
+    elif energy is None:
         problems.append(f"no energy label ('{keys.energy}' or a calculator energy)")
     else:
         try:
@@ -152,13 +160,17 @@ def sample_from_atoms(atoms: Atoms, keys: LabelKeys) -> tuple[Sample, list[str]]
     return sample, problems
 
 
-def check_sample(sample: Sample, species: Sequence[int] | None, require_forces: bool) -> list[str]:
-    """Problems of a sample's labels and structure (empty list: fine)."""
+def check_sample(sample: Sample, species: Sequence[int] | None, require_forces: bool,
+                 found: Sequence[str] = ()) -> list[str]:
+    """Problems of a sample's labels and structure (empty list: fine), beyond those `found` while
+    reading it (`sample_from_atoms`): a frame without an energy label is said to have none, once,
+    not also to have a NaN one."""
     problems = []
-    if not np.isfinite(sample.energy):
+    unlabelled = any(p.startswith(UNLABELLED) for p in found)
+    if not np.isfinite(sample.energy) and not unlabelled and not any(p.startswith("no energy label") for p in found):
         problems.append(f"energy label is {sample.energy}")
     if sample.forces is None:
-        if require_forces:
+        if require_forces and not unlabelled:
             problems.append("no force labels")
     elif not np.all(np.isfinite(sample.forces)):
         bad = np.unique(np.where(~np.isfinite(sample.forces))[0])
@@ -264,7 +276,8 @@ def iter_file(path: str | Path, keys: LabelKeys, index: str = ":", fmt: str | No
     k = 0
     while True:
         try:
-            atoms = next(frames)
+            with held_warnings(path):
+                atoms = next(frames)
         except StopIteration:
             return
         except Exception as e:  # each ASE reader fails its own way on an empty, truncated or garbled file
@@ -311,7 +324,7 @@ def read_samples(paths: Sequence[str | Path], keys: LabelKeys = LabelKeys(), ind
     for path in paths:
         name = frame_file(path, fmt)  # what the frame numbers count in, also for 'FILE@SLICE'
         for k, sample, problems in iter_file(path, keys, index, fmt):
-            problems = problems + check_sample(sample, species, require_forces)
+            problems = problems + check_sample(sample, species, require_forces, problems)
             if problems:
                 n_bad += 1
                 if len(errors) < max_report:

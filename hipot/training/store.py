@@ -84,7 +84,7 @@ def build_store(inputs: Sequence[str | Path], out: str | Path, cutoff: float, ke
         bar = tqdm(unit="frame", desc="data build")
     for path in inputs:
         for k, sample, problems in iter_file(path, keys, index, fmt):
-            problems = problems + check_sample(sample, species, require_forces)
+            problems = problems + check_sample(sample, species, require_forces, problems)
             if not problems:
                 try:
                     add_neighbors(sample, cutoff, label="structure")
