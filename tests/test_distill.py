@@ -247,7 +247,16 @@ def test_workers_make_the_same_data(tmp_path, monkeypatch):
         path = tmp_path / f"recipe{workers}.yaml"
         path.write_text(yaml.safe_dump(doc))
         out = tmp_path / f"run{workers}"
-        assert main(_args(path, out, "--data-only")) == 0
+        if workers == 1:
+            assert main(_args(path, out, "--data-only")) == 0
+        else:   # `python -m hipot`: spawned workers import its __main__ and must not run the command again
+            import subprocess
+            import sys
+
+            res = subprocess.run([sys.executable, "-m", "hipot", *_args(path, out, "--data-only")],
+                                 capture_output=True, text=True, timeout=600)
+            assert res.returncode == 0, res.stderr
+            assert res.stdout.count("structures labelled") == 1, res.stdout
         assert len(list((out / "md").glob("g*"))) > 1 and len(list((out / "data" / "substituted-parts").iterdir())) > 1
         frames[workers] = [f for p in sorted((out / "data").glob("part-*.extxyz")) for f in ase.io.read(p, ":")]
     assert len(frames[1]) == len(frames[2]) > 10
