@@ -88,7 +88,8 @@ def engine_of(name: str, evaluator) -> "callable":
     if name == "torchsim":
         from .torchsim import HIPotModel
 
-        return engines.torchsim_engine(HIPotModel(evaluator, per_atom_energies=True))
+        return engines.torchsim_engine(HIPotModel(evaluator, per_atom_energies=True,
+                                                  per_atom_stresses=evaluator.dispersion is None))
     raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {name!r}")
 
 

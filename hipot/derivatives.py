@@ -6,10 +6,11 @@ so one backward pass to them gives all of it: with g_e = dE/dd_e,
     dE/d(eps) = sum_e sym(d_e (x) g_e)   (positions and cell strained together: d_e -> d_e (1 + eps)),
 the virial is W = -dE/d(eps) (LAMMPS's, sum_i r_i F_i for a pair potential), split over atoms
 with half of each edge's share on each end, and the ASE stress is -W / |V|, positive when the cell
-is under tension. |V| is used, so left-handed cells get the right sign (the official HIENet code
-divides by the signed volume). Stress is defined only for structures periodic in all three
-directions; for the others it is returned as zeros (never divided by a volume, so never NaN) and
-the calculator does not report it.
+is under tension (per atom likewise: ASE's `stresses`, -W_i / |V|, summing to the stress). |V| is
+used, so left-handed cells get the right sign (the official HIENet code divides by the signed
+volume). Stress is defined only for structures periodic in all three directions; for the others
+it is returned as zeros (never divided by a volume, so never NaN) and the calculator does not
+report it.
 
 The input is `hipot.types.PotentialInput`, whatever built it (the graph builder, torch-sim, LAMMPS).
 Outputs come in the dtype of the given edge vectors: a float32 model given float64 vectors (LAMMPS)
@@ -44,13 +45,26 @@ def edge_virials(edge_vec: Tensor, g: Tensor) -> Tensor:
     return 0.5 * (outer + outer.transpose(-1, -2))
 
 
-def stress_from_virial(virial: Tensor, graph: AtomGraph) -> Tensor:
-    """(B, 3, 3) ASE stress in eV/A^3 (-W / |V|); zeros for structures not periodic in all three directions."""
+def stress_from_virial(virial: Tensor, graph: AtomGraph, structure: Tensor | None = None) -> Tensor:
+    """ASE stress in eV/A^3 (-W / |V|) of virials per structure (B, 3, 3), or of per-atom virials
+    (N, 3, 3) given each one's `structure` (graph.batch); zeros for structures not periodic in all
+    three directions."""
     volume = torch.linalg.det(graph.cell).abs().to(virial.dtype)
     periodic = graph.periodic
+    if structure is not None:
+        volume, periodic = volume[structure], periodic[structure]
     safe_volume = torch.where(periodic, volume, torch.ones_like(volume))
     s = -virial / safe_volume.view(-1, 1, 1)
     return torch.where(periodic.view(-1, 1, 1), s, torch.zeros_like(s))
+
+
+def with_stresses(pred: Prediction, graph: AtomGraph) -> Prediction:
+    """`pred` with its stress and per-atom stresses from the virials it has (ASE sign, eV/A^3)."""
+    if pred.virial is not None:
+        pred.stress = stress_from_virial(pred.virial, graph)
+    if pred.atom_virials is not None:
+        pred.atom_stresses = stress_from_virial(pred.atom_virials, graph, graph.batch)
+    return pred
 
 
 class ForceStressModel(nn.Module):
@@ -77,11 +91,9 @@ class ForceStressModel(nn.Module):
 
     def forward(self, graph: AtomGraph, options: ExecutionOptions = ExecutionOptions(), forces: bool = True,
                 stress: bool = True, atom_virials: bool = False) -> Prediction:
-        """A graph's prediction: `predict` on its edges, and the stress from the virial."""
-        pred = self.predict(graph.potential_input(), options, forces, stress, atom_virials)
-        if stress:
-            pred.stress = stress_from_virial(pred.virial, graph)
-        return pred
+        """A graph's prediction: `predict` on its edges, and the stress (per-atom stresses) from
+        the virial (per-atom virials)."""
+        return with_stresses(self.predict(graph.potential_input(), options, forces, stress, atom_virials), graph)
 
     def predict(self, inp: PotentialInput, options: ExecutionOptions = ExecutionOptions(), forces: bool = True,
                 virial: bool = True, atom_virials: bool = False, exchange: GhostExchange | None = None,

@@ -1,4 +1,5 @@
-"""DFT-D3(BJ) dispersion added to a model's energy, forces and stress.
+"""DFT-D3(BJ) dispersion added to a model's energy, forces and stress (not to per-atom virials
+or stresses, which simple-dftd3 does not give: with dispersion on hipot offers none).
 
 The data path: a graph the evaluator has built -> the model's Prediction -> plus the dispersion
 of the same structures (this module) -> the calculator, tasks and engines. MPtrj-trained models
@@ -22,7 +23,7 @@ coordination numbers. Elements 1-103 (simple-dftd3 returns zero for Z = 104 and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -164,10 +165,14 @@ class D3BJ:
 
 
 def add(pred: Prediction, extra: Prediction) -> Prediction:
-    """The sum of two predictions of the same graph (missing forces or stress stay missing)."""
-    return Prediction(energy=pred.energy + extra.energy, energies=pred.energies + extra.energies,
-                      forces=None if pred.forces is None else pred.forces + extra.forces,
-                      stress=None if pred.stress is None or extra.stress is None else pred.stress + extra.stress)
+    """The sum of two predictions of the same graph, field by field; what either lacks the sum
+    lacks. D3 gives no virial and no per-atom virials or stresses (simple-dftd3 has no per-atom
+    virials), so those of a model + D3 are None: a model's own would not sum to the total (the
+    Evaluator refuses to compute them with dispersion on)."""
+    def plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+        return None if a is None or b is None else a + b
+
+    return Prediction(**{f.name: plus(getattr(pred, f.name), getattr(extra, f.name)) for f in fields(Prediction)})
 
 
 def _inside_box(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray,

@@ -37,16 +37,22 @@ def calculator_engine(calc: Calculator) -> Engine:
     return run
 
 
-def evaluator_engine(evaluator, batch_size: int = 64, max_atoms: int | None = 4096) -> Engine:
-    """hipot's batched Evaluator: the structures of a call evaluated together in batches."""
-    return lambda structures: evaluator.evaluate(list(structures), batch_size=batch_size, max_atoms=max_atoms)
+def evaluator_engine(evaluator, batch_size: int = 64, max_atoms: int | None = 4096,
+                     per_atom_virials: bool | None = None) -> Engine:
+    """hipot's batched Evaluator: the structures of a call evaluated together in batches, with
+    per-atom stresses and virials ("stresses", "virials") when `per_atom_virials` (default: when
+    it has them, i.e. no dispersion)."""
+    per_atom = evaluator.dispersion is None if per_atom_virials is None else per_atom_virials
+    return lambda structures: evaluator.evaluate(list(structures), batch_size=batch_size, max_atoms=max_atoms,
+                                                 stresses=per_atom, virials=per_atom)
 
 
 def torchsim_engine(model) -> Engine:
     """A torch-sim ModelInterface (hipot.torchsim.HIPotModel, or any other): one state per run of
     structures sharing their periodicity (a torch-sim state has one pbc for all its systems);
-    stress kept for systems periodic in all three directions; per-atom energies when the model
-    returns them ('energies')."""
+    stress kept for systems periodic in all three directions; per-atom energies and stresses when
+    the model returns them ('energies'; 'stresses' (N, 3, 3), kept as ASE's Voigt (N, 6) where the
+    stress is)."""
     import torch
     import torch_sim as ts
 
@@ -67,6 +73,8 @@ def torchsim_engine(model) -> Engine:
                 r = {"energy": float(res["energy"][b]), "forces": res["forces"][s]}
                 if "stress" in res and all(pbc):
                     r["stress"] = full_3x3_to_voigt_6_stress(res["stress"][b])
+                if "stresses" in res and all(pbc):
+                    r["stresses"] = full_3x3_to_voigt_6_stress(res["stresses"][s])
                 if "energies" in res:
                     r["energies"] = res["energies"][s]
                 out[i] = r

@@ -11,6 +11,10 @@ directions (molecules, slabs) hipot defines no stress, as `HIPotCalculator.get_s
 raises there; torch-sim needs a tensor whenever `compute_stress` is on (its runners and cell
 filters read it), so those systems get zeros: no force on a cell that has no physical meaning.
 To compare with the calculator on such states, turn `compute_stress` off, as the calculator does.
+Per-atom stresses (`per_atom_stresses`, torch-sim's switch, as its pair models and its heat-flux
+correlation use it): "stresses" (N, 3, 3), torch-sim's convention, the same as ASE's: eV/A^3,
+positive = tensile, -W_i / |V| with W_i the per-atom virial (half of each edge on each of its
+atoms), summing to each system's stress; zeros where the stress is (systems not periodic in 3D).
 """
 from __future__ import annotations
 
@@ -44,13 +48,16 @@ class HIPotModel(ModelInterface):
     per_atom_energies: also return "energies" (N,), the per-atom energies (dispersion included),
         under torch-sim's key and switch (torch-sim's own pair models have the same; its
         heat-flux correlation turns it on).
+    per_atom_stresses: also return "stresses" (N, 3, 3), the per-atom stresses (module docstring),
+        under torch-sim's key and switch, whether or not `compute_stress` is on. Not with
+        dispersion (simple-dftd3 gives no per-atom virials): a ValueError when the model runs.
     """
 
     def __init__(self, model: str | HIENet | Evaluator | HIPotCalculator = "hienet-v3",
                  device: str | torch.device = "auto", dtype: str | torch.dtype = "float32", *,
                  compute_forces: bool = True, compute_stress: bool = True, dispersion: str | None = None,
                  retain_graph: bool = False, min_distance: float = 0.1, backend: str = "auto",
-                 cuda_graphs: bool | None = None, per_atom_energies: bool = False):
+                 cuda_graphs: bool | None = None, per_atom_energies: bool = False, per_atom_stresses: bool = False):
         super().__init__()
         if isinstance(model, HIPotCalculator):
             model = model.evaluator
@@ -69,6 +76,7 @@ class HIPotModel(ModelInterface):
         self._memory_scales_with = "n_atoms_x_density"
         self.retain_graph = bool(retain_graph)
         self.per_atom_energies = bool(per_atom_energies)
+        self.per_atom_stresses = bool(per_atom_stresses)
 
     @property
     def name(self) -> str:
@@ -89,15 +97,16 @@ class HIPotModel(ModelInterface):
         self._compute_forces = bool(value)
 
     def forward(self, state: SimState, **kwargs) -> dict[str, torch.Tensor]:
-        """Energy (B,), forces (N, 3), stress (B, 3, 3) and, with per_atom_energies, energies (N,)
-        of every system of the state, in one hipot evaluation. Input the model cannot take raises hipot.types.StructureError naming
-        the system ('system 2: element(s) Og not supported ...')."""
+        """Energy (B,), forces (N, 3), stress (B, 3, 3) and, with per_atom_energies, energies (N,),
+        with per_atom_stresses, stresses (N, 3, 3), of every system of the state, in one hipot
+        evaluation. Input the model cannot take raises hipot.types.StructureError naming the
+        system ('system 2: element(s) Og not supported ...')."""
         self._check(state)
         n_systems = state.cell.shape[0]
         pred = self.evaluator.predict_tensors(
             state.positions, state.atomic_numbers, state.cell.mT, torch.as_tensor(state.pbc, device=self._device),
             state.system_idx, stress=self._compute_stress, labels=[f"system {b}" for b in range(n_systems)],
-            create_graph=self.retain_graph)
+            create_graph=self.retain_graph, atom_virials=self.per_atom_stresses)
         out = {"energy": pred.energy}
         if self._compute_forces:
             out["forces"] = pred.forces
@@ -105,6 +114,8 @@ class HIPotModel(ModelInterface):
             out["stress"] = pred.stress
         if self.per_atom_energies:
             out["energies"] = pred.energies
+        if self.per_atom_stresses:
+            out["stresses"] = pred.atom_stresses
         if not self.retain_graph:
             out = {k: v.detach() for k, v in out.items()}
         return out

@@ -112,7 +112,8 @@ class Prediction:
     `atom_virials` splits it over the atoms, half of each edge's share on each of its two ends:
     atom_virials[i] = -1/2 sum over edges e touching i of sym(d_e (x) dE/dd_e), summing to
     `virial` over each structure's atoms. ASE's per-atom stresses (`get_stresses()`, summing to
-    the stress) are -atom_virials / |V|."""
+    the stress) are -atom_virials / |V|: `atom_stresses`, which `Evaluator.step` fills with the
+    per-atom virials (zeros for structures not periodic in all three directions, as `stress`)."""
 
     energy: Tensor  # (B,) eV
     energies: Tensor  # (N,) eV per atom
@@ -120,3 +121,4 @@ class Prediction:
     stress: Tensor | None = None  # (B, 3, 3) eV/A^3, ASE sign; zeros unless periodic in 3D
     virial: Tensor | None = None  # (B, 3, 3) eV, -dE/d(strain); defined for any structure
     atom_virials: Tensor | None = None  # (N, 3, 3) eV, summing to `virial` (N + ghost rows as forces)
+    atom_stresses: Tensor | None = None  # (N, 3, 3) eV/A^3, ASE sign, summing to `stress`; zeros as `stress`

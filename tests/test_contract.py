@@ -15,7 +15,7 @@ from hipot import Evaluator, HIPotCalculator
 from hipot.check import D3, contract_structures, declared_for
 from hipot.engines import calculator_engine, evaluator_engine
 from hipot.testing import (Declared, Tolerances, assert_contract, check_cutoff_scan, check_forces_fd,
-                           check_reflection, run_contract)
+                           check_per_atom_sums, check_reflection, run_contract)
 
 # The tiny random model is SO(3)-only like HIENet-V3, with small mirror deltas (~1e-8 eV/atom,
 # 3e-7 eV/A: its weights are small), and its invariant layer is not smooth: it declares both.
@@ -48,13 +48,25 @@ def test_calculator(tiny, structures, dtype):
     if dtype == "float64":  # the finite differences converge as h^2 (error ratio 4 between h and h/2)
         ratios = [c.measured["ratio"] for c in report.checks if "finite" in c.name]
         assert all(3.5 < r < 4.5 for r in ratios), ratios
+    _per_atom_checked(report, structures, {"ΣE_i-E"}, {"Σσ_i-σ"})  # get_stresses(); ASE has no per-atom virials
+
+
+def _per_atom_checked(report, structures, every: set[str], periodic: set[str]) -> None:
+    """The per-atom sums measured what the engine gives: `every` on each structure, `periodic` on
+    those periodic in 3D (a missing key would pass the check silently)."""
+    sums = {c.structure: c for c in report.checks if c.name == "per-atom sums"}
+    assert len(sums) == len(structures)
+    for atoms in structures:
+        c = sums[atoms.info["name"]]
+        assert set(c.measured) >= every | (periodic if atoms.pbc.all() else set()), c
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_evaluator_mixed_batches(tiny, structures, dtype):
     """Crystals, a slab and a molecule in the same batches; batch = single compares each with itself alone."""
-    assert_contract(evaluator_engine(Evaluator(tiny, device="cpu", dtype=dtype)), structures,
-                    Tolerances.for_dtype(dtype), TINY, cutoff=tiny.cutoff)
+    report = assert_contract(evaluator_engine(Evaluator(tiny, device="cpu", dtype=dtype)), structures,
+                             Tolerances.for_dtype(dtype), TINY, cutoff=tiny.cutoff)
+    _per_atom_checked(report, structures, {"ΣE_i-E", "ΣW_i-W"}, {"Σσ_i-σ"})
 
 
 def test_dispersion(tiny, structures):
@@ -64,6 +76,11 @@ def test_dispersion(tiny, structures):
     engine = evaluator_engine(Evaluator(tiny, device="cpu", dtype="float64", dispersion="d3bj"))
     report = assert_contract(engine, structures, Tolerances.for_dtype("float64"), TINY.plus(D3), cutoff=tiny.cutoff)
     assert max(report.measured("stress: finite diff.", "err(h/2)")) < 1e-4
+    # what D3 lacks (simple-dftd3 has no per-atom virials) is not given, and the report says so
+    _per_atom_checked(report, structures, {"ΣE_i-E"}, set())
+    periodic = {a.info["name"]: a.pbc.all() for a in structures}
+    assert all(c.note == ("not given: stresses, virials" if periodic[c.structure] else "not given: virials")
+               for c in report.checks if c.name == "per-atom sums")
     assert not run_contract(engine, structures[-1:], Tolerances.for_dtype("float64"), TINY).passed  # undeclared
 
 
@@ -114,15 +131,32 @@ def _per_atom_off(atoms, r):
     r["energies"] += 0.01
 
 
+def _stresses_without_volume(atoms, r):  # per-atom stresses as dE/d(strain) split over atoms
+    if "stresses" in r:
+        r["stresses"] *= abs(atoms.get_volume())
+
+
+def _stresses_wrong_sign(atoms, r):  # LAMMPS's compute stress/atom sign, or virials / V
+    if "stresses" in r:
+        r["stresses"] *= -1
+
+
+def _virials_wrong_sign(atoms, r):  # ASE's sign instead of LAMMPS's
+    r["virials"] *= -1
+
+
 def _not_extensive(atoms, r):  # a constant added to every energy
     r["energy"] += 1.0
     r["energies"] += 1.0 / len(atoms)
 
 
 @pytest.mark.parametrize("how,caught_by", [
-    (_wrong_sign, {"forces: finite diff."}),
-    (_stress_times_volume, {"stress: finite diff.", "supercell"}),
+    (_wrong_sign, {"forces: finite diff.", "per-atom sums"}),  # the molecule: virials vs sum r (x) F
+    (_stress_times_volume, {"stress: finite diff.", "supercell", "per-atom sums"}),
     (_per_atom_off, {"per-atom sums"}),
+    (_stresses_without_volume, {"per-atom sums"}),
+    (_stresses_wrong_sign, {"per-atom sums"}),
+    (_virials_wrong_sign, {"per-atom sums"}),
     (_not_extensive, {"supercell", "cutoff scan"}),
 ])
 def test_broken_engines_are_caught(tiny, structures, how, caught_by):
@@ -133,6 +167,20 @@ def test_broken_engines_are_caught(tiny, structures, how, caught_by):
     assert {c.name for c in report.failures} == caught_by, str(report)
     with pytest.raises(AssertionError, match="contract check"):
         assert_contract(engine, structures[:1], Tolerances.for_dtype("float64"), TINY, cutoff=tiny.cutoff)
+
+
+def test_slab_virials_wrong_sign_caught(tiny, structures):
+    """A slab has no stress: its per-atom virials are checked along the non-periodic direction,
+    against sum_i r_i (x) F_i there; the wrong sign fails, in float32 too (whose allowance,
+    10 force tolerances times 1 A, is 3x below this small model's slab virial)."""
+    slab = structures[1]
+    assert not slab.pbc.all() and slab.pbc.any()
+    for dtype in ("float64", "float32"):
+        engine, tol = evaluator_engine(Evaluator(tiny, device="cpu", dtype=dtype)), Tolerances.for_dtype(dtype)
+        good, bad = check_per_atom_sums(engine, slab, tol), check_per_atom_sums(_broken(engine, _virials_wrong_sign),
+                                                                             slab, tol)
+        assert good.passed and "ΣW_i-W" in good.measured and not bad.passed, (good, bad)
+        assert bad.measured["ΣW_i-W"] > (1e3 if dtype == "float64" else 2) * bad.allowed["ΣW_i-W"]
 
 
 def test_wrong_sign_caught_in_float32(tiny, structures):

@@ -1,6 +1,7 @@
 """`pair_style hipot`'s Python half (hipot.lammps.driver) in-process, without LAMMPS or a compiler:
 one rank and simulated ranks splitting one structure (tests/fake_lammps.py) against the ASE
-calculator, the exchange's negative controls, and the timing counts."""
+calculator, the exchange's negative controls, the timing counts, and hipot's per-atom stresses
+and virials against LAMMPS's per-atom virials."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 
-from hipot import Evaluator
+from hipot import Evaluator, HIPotCalculator
 from hipot.checkpoint import save_model
 from hipot.graph import build_graph
 from conftest import make_tiny, rattled
@@ -109,6 +110,28 @@ def test_ranks_exchange_only_remote_rows(model_dir, name, nranks):
     assert len(ranks[0].calls) == 2 * num_exchanges  # forward and reverse
     if name == "crystal":
         assert all(len(r.nodes) > r.nlocal for r in ranks)  # rows really crossed
+
+
+@pytest.mark.parametrize("name", ["crystal", "molecule"])
+def test_per_atom_results_are_lammps_virials(model_dir, name):
+    """The public per-atom results in LAMMPS's convention, on two simulated ranks: the batched
+    Evaluator's "virials" (ASE's Voigt order) are pair_style hipot's per-atom virials (LAMMPS's
+    order xx yy zz xy xz yz, ghost rows added to their atoms as LAMMPS does), and ASE's
+    get_stresses() are minus them over the volume (LAMMPS's compute stress/atom: minus the
+    per-atom virial, in pressure x volume units)."""
+    make, elements = STRUCTURES[name]
+    atoms = make()
+    ranks = split(atoms, 2, make_tiny().cutoff, elements)
+    run(ranks, [model_dir, "device", "cpu", "dtype", "float64"], elements)
+    vatom = gather(ranks, len(atoms))[2][:, [0, 1, 2, 5, 4, 3]]  # -> ASE's xx yy zz yz xz xy
+    assert np.abs(vatom).max() > 1e-3 and np.abs(vatom[:, 3:]).max() > 1e-4  # off-diagonals too
+    ev = Evaluator(model_dir, device="cpu", dtype="float64")
+    (r,) = ev.evaluate([atoms], stresses=True, virials=True)
+    np.testing.assert_allclose(r["virials"], vatom, rtol=0, atol=TOL)
+    if atoms.pbc.all():
+        a = atoms.copy()
+        a.calc = HIPotCalculator(ev)
+        np.testing.assert_allclose(a.get_stresses(), -vatom / atoms.get_volume(), rtol=0, atol=TOL)
 
 
 def test_float32_ranks(model_dir):

@@ -116,19 +116,62 @@ def test_per_atom_energies(tiny):
         assert (d3["energy"] - out["energy"]).abs().min() > 1e-3
 
 
+def test_per_atom_stresses(tiny):
+    """per_atom_stresses (torch-sim's switch and key, as its pair models; its heat-flux
+    correlation turns it on): "stresses" (N, 3, 3) in torch-sim's convention, which is ASE's (its
+    Lennard-Jones model's equal ASE's LennardJones get_stresses()), so the calculator's
+    get_stresses(), summing to each system's stress; with compute_stress off too; zeros for
+    molecules, as the stress; refused with D3, which has no per-atom virials."""
+    from ase.calculators.lj import LennardJones
+    from ase.stress import full_3x3_to_voigt_6_stress
+    from torch_sim.models.lennard_jones import LennardJonesModel
+
+    ar = rattled(bulk("Ar", "fcc", a=5.3) * (2, 1, 1), 0.1, seed=3)
+    lj = LennardJonesModel(sigma=3.4, epsilon=0.0104, cutoff=6.0, device=CPU, dtype=torch.float64,
+                           compute_stress=True, per_atom_stresses=True)(ts.io.atoms_to_state([ar], CPU, torch.float64))
+    ar.calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=6.0)
+    np.testing.assert_allclose(full_3x3_to_voigt_6_stress(lj["stresses"].numpy()), ar.get_stresses(), atol=1e-15)
+    assert np.abs(ar.get_stresses()).max() > 1e-5
+
+    structures = [rattled(bulk("Si", "diamond", a=5.43), 0.05, seed=1),
+                  rattled(bulk("NaCl", "rocksalt", a=5.6) * (1, 1, 2), 0.05)]
+    state = ts.io.atoms_to_state(structures, CPU, torch.float64)
+    model = HIPotModel(tiny, device="cpu", dtype="float64")
+    assert "stresses" not in model(state)
+    model.per_atom_stresses = True
+    out = model(state)
+    assert out["stresses"].shape == (state.n_atoms, 3, 3)
+    sums = torch.zeros(2, 3, 3, dtype=torch.float64).index_add(0, state.system_idx, out["stresses"])
+    torch.testing.assert_close(sums, out["stress"], atol=1e-14, rtol=0)
+    calc = HIPotCalculator(tiny, device="cpu", dtype="float64")
+    ref = np.concatenate([calc.get_property("stresses", a.copy()) for a in structures])
+    np.testing.assert_allclose(full_3x3_to_voigt_6_stress(out["stresses"].numpy()), ref, atol=1e-14)
+    alone = HIPotModel(calc, compute_stress=False, per_atom_stresses=True)(state)
+    assert "stress" not in alone
+    torch.testing.assert_close(alone["stresses"], out["stresses"], atol=1e-15, rtol=0)
+    molecules = ts.io.atoms_to_state([molecule("H2O"), molecule("CH4")], CPU, torch.float64)
+    stresses = model(molecules)["stresses"]
+    assert stresses.shape == (8, 3, 3) and not stresses.any()
+    if importlib.util.find_spec("dftd3"):
+        with pytest.raises(ValueError, match="no per-atom virials"):
+            HIPotModel(tiny, device="cpu", dtype="float64", dispersion="d3bj", per_atom_stresses=True)(state)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_contract(tiny, dtype):
     """The physics contract (hipot.testing) through torch-sim: crystal, slab and molecule (each
-    its own state, torch-sim holding one pbc per state), per-atom energies included."""
+    its own state, torch-sim holding one pbc per state), per-atom energies and stresses included."""
     from hipot.check import contract_structures
     from hipot.engines import torchsim_engine
     from hipot.testing import Declared, Tolerances, assert_contract
 
-    model = HIPotModel(make_tiny(), device="cpu", dtype=dtype, per_atom_energies=True)
+    model = HIPotModel(make_tiny(), device="cpu", dtype=dtype, per_atom_energies=True, per_atom_stresses=True)
     declared = Declared(reflection_energy=1e-6, reflection_forces=1e-5, reflection_stress=1e-6, cutoff_jump=None)
     report = assert_contract(torchsim_engine(model), contract_structures(model.model.species),
                              Tolerances.for_dtype(dtype), declared, cutoff=model.cutoff)
-    assert all("ΣE_i-E" in c.measured for c in report.checks if c.name == "per-atom sums")
+    sums = [c for c in report.checks if c.name == "per-atom sums"]
+    assert len(sums) == 3 and all("ΣE_i-E" in c.measured for c in sums)
+    assert [("Σσ_i-σ" in c.measured) for c in sums] == [True, False, False]  # crystal, slab, molecule
 
 
 def test_float32_state(tiny):
