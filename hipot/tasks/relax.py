@@ -86,9 +86,11 @@ def _optimizer_class(name: str):
     return table[key]
 
 
-def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3):
+def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3,
+            cell_mask: Sequence[bool] | None = None):
     """A working copy of `atoms` (constraints kept, FixSymmetry added on request) and the object the
-    optimizer moves: a FrechetCellFilter for periodic cells with relax_cell, else the atoms."""
+    optimizer moves: a FrechetCellFilter for periodic cells with relax_cell (`cell_mask`: which of
+    the 6 Voigt strain components may relax), else the atoms."""
     work = atoms.copy()
     work.calc = None
     if symmetry:
@@ -102,7 +104,7 @@ def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-
     if relax_cell and np.all(work.pbc):
         from ase.filters import FrechetCellFilter
 
-        return work, FrechetCellFilter(work)
+        return work, FrechetCellFilter(work, mask=None if cell_mask is None else list(cell_mask))
     return work, work
 
 
@@ -154,9 +156,9 @@ class _Job:
     """One structure under relaxation: its working atoms, the object the optimizer moves, the optimizer."""
 
     def __init__(self, index: int, atoms: Atoms, opt_cls, relax_cell: bool, symmetry: bool,
-                 calc: Calculator, traj: Path | None):
+                 calc: Calculator, traj: Path | None, symprec: float = 1e-3, cell_mask: Sequence[bool] | None = None):
         self.index = index
-        self.atoms, self.obj = prepare(atoms, relax_cell, symmetry)
+        self.atoms, self.obj = prepare(atoms, relax_cell, symmetry, symprec, cell_mask)
         self.atoms.calc = calc
         self.opt = opt_cls(self.obj, logfile=None)
         self.traj = _TrajectoryWriter(traj) if traj is not None else None
@@ -199,14 +201,16 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
           relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
           trajectory: str | None = None, progress: bool = False,
           on_result: Callable[[RelaxResult], None] | None = None,
-          indices: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> list[RelaxResult]:
+          indices: Sequence[int] | None = None, labels: Sequence[str] | None = None,
+          symprec: float = 1e-3, cell_mask: Sequence[bool] | None = None) -> list[RelaxResult]:
     """Relax each structure until the optimizer's fmax < `fmax` or `steps` steps; returns one
     RelaxResult per input, in input order. Cell relaxation (FrechetCellFilter) applies to fully
     periodic structures only; molecules and slabs relax their positions. `symmetry` keeps the
     space group (ase FixSymmetry). `trajectory`: a path (.traj or extxyz); with several structures
     each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing);
     `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run);
-    `labels` name the structures in error messages (default 'structure ID'). The progress bar
+    `labels` name the structures in error messages (default 'structure ID'); `symprec` is
+    FixSymmetry's, `cell_mask` FrechetCellFilter's mask (e.g. shear held). The progress bar
     counts finished structures and shows the optimiser steps taken so far."""
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -248,7 +252,7 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 tpath = None
                 if trajectory:
                     tpath = trajectory_path(trajectory, ids[k], len(structures) if indices is None else 2)
-                job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath, symprec, cell_mask)
                 job.slot = k
                 active.append(job)
             if batched:
