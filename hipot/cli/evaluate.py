@@ -103,6 +103,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                    batch_size=args.batch_size, max_atoms=args.max_structure_atoms or (QUICK_MAX_ATOMS if args.quick else None),
                    only={"kappa": [c.strip() for c in args.kappa_compounds.split(",") if c.strip()]}
                    if args.kappa_compounds else {})
+    if opts.only.get("kappa"):  # an unknown or ambiguous compound fails here, before any model loads
+        from ..evaluate.phonondb_pbe import load_structures, select
+
+        try:
+            select(load_structures(data_dir), opts.only["kappa"])
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"hipot evaluate: --kappa-compounds: {e}")
     command = "hipot " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv else "hipot evaluate (API)"
     log(f"data {data_dir}; raw results -> {raw_dir}; report -> {out}")
     run_all(args.model, peers, benches, opts, raw_dir, device=args.device, dtype=args.dtype, backend=args.backend,

@@ -72,6 +72,7 @@ def reference_for(atoms, args: argparse.Namespace):
 
 @friendly
 def cmd_kappa(args: argparse.Namespace) -> int:
+    from ..tasks.common import require_periodic
     from ..tasks.kappa import describe, kappa, structure_settings
     from ..tasks.kappa_srme import score
 
@@ -79,6 +80,7 @@ def cmd_kappa(args: argparse.Namespace) -> int:
     prepare(args, ("phonopy", "spglib"))
     s = settings_from(args)
     atoms = pick_compound(args)
+    require_periodic(atoms, "kappa")
     chosen = structure_settings(atoms, s)  # bad settings in the file's info fail here, before the model loads
     ref = reference_for(atoms, args)
     t0 = time.perf_counter()

@@ -306,20 +306,21 @@ def conductivity(relaxed: Relaxed, model: ModelLike, settings: KappaSettings | N
     m = resolve_model(model)
     atoms = relaxed.atoms
     chosen = structure_settings(atoms, s)
-    ph3 = displacements(atoms, s, chosen)
     diag = lambda x: np.diag(x).tolist() if np.count_nonzero(x - np.diag(np.diag(x))) == 0 else x.tolist()  # noqa: E731
     res = KappaResult(atoms.get_chemical_formula(), describe(s), dataclasses.asdict(s), chosen["source"],
                       s.displacement, relaxed.spacegroup_initial, relaxed.spacegroup,
                       relaxed.spacegroup != relaxed.spacegroup_initial, relaxed.steps, relaxed.max_steps,
-                      diag(chosen["fc2"]), diag(chosen["fc3"]), [int(x) for x in ph3.mesh_numbers],
-                      list(s.temperatures))
+                      diag(chosen["fc2"]), diag(chosen["fc3"]),
+                      [] if isinstance(chosen["mesh"], float) else chosen["mesh"], list(s.temperatures))
+    if relaxed.error is not None:  # the structure may be anything: no phono3py on it
+        res.failure = f"relaxation failed: {relaxed.error}"
+        return res
+    ph3 = displacements(atoms, s, chosen)
+    res.mesh = [int(x) for x in ph3.mesh_numbers]
     cells2 = ph3.phonon_supercells_with_displacements
     cells3 = ph3.supercells_with_displacements
     res.n_fc2_displacements = len(cells2)
     res.n_fc3_displacements = sum(c is not None for c in cells3)
-    if relaxed.error is not None:
-        res.failure = f"relaxation failed: {relaxed.error}"
-        return res
     if res.broken_symmetry:
         res.failure = (f"broken symmetry: the relaxation changed the space group from {relaxed.spacegroup_initial} "
                        f"to {relaxed.spacegroup}")
