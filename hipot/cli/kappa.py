@@ -57,7 +57,8 @@ def pick_compound(args: argparse.Namespace):
 
 
 def reference_for(atoms, args: argparse.Namespace):
-    """The DFT reference of the structure's mp id (phononDB-PBE set), or None."""
+    """The DFT reference of the structure's mp id (phononDB-PBE set), or None (said so when the
+    structure names an mp id but the reference file is not found)."""
     mp_id = atoms.info.get("mp_id")
     if args.no_srme or not mp_id:
         return None
@@ -66,6 +67,8 @@ def reference_for(atoms, args: argparse.Namespace):
 
     data = default_data_dir()
     if not (data / REFERENCE).is_file():
+        say(args, f"hipot kappa: note: the structure is {mp_id}, but {data / REFERENCE} is not there: no κ_SRME "
+                  "(set HIPOT_DATA to the folder holding ksrme_phonondb_pbe/)")
         return None
     return load_reference(data).get(str(mp_id))
 
@@ -104,10 +107,13 @@ def cmd_kappa(args: argparse.Namespace) -> int:
     if ref is not None and 300.0 in list(s.temperatures):
         try:
             score(res, ref, list(s.temperatures).index(300.0))
-            srme_note = f"; κ_SRME {res.kappa_srme:.3f} against DFT-PBE ({ref['mp_id']}, κ {ref['kappa_ave'][0]:.3f} W/mK)"
+            srme_note = (f"; κ_SRME {res.kappa_srme:.3f} against DFT-PBE ({ref['mp_id']}, "
+                         f"κ {ref['kappa_ave'][0]:.3f} W/mK)")
         except ValueError as e:  # another mesh or cell than the reference's: no score, said so
             srme_note = f"; no κ_SRME ({e})"
     d = res.to_dict()
+    d["structure"] = {"file": args.input, "index": args.index, "mp_id": atoms.info.get("mp_id"),
+                      "name": atoms.info.get("name")}
     d["reference"] = None if ref is None else {"mp_id": ref["mp_id"], "kappa_ave": ref["kappa_ave"].tolist()}
     # the mode-resolved kappa, so that κ_SRME can be recomputed from the file
     d["modes"] = None if res._modes is None else {k: v for k, v in res._modes.items() if k != "frequencies"}
@@ -130,11 +136,12 @@ def register(sub) -> None:
                               "structure's info (fc2_supercell, fc3_supercell, q_mesh, as the phononDB-PBE file), "
                               "else a width rule on the conventional cell; fc2 phonons checked for imaginary modes "
                               "before fc3; Wigner RTA with isotopes.\n"
-                              "JSON (--json): formula, protocol, settings, settings_source, displacement, space groups, "
-                              "supercells, mesh, kappa/kappa_p/kappa_c (W/mK, Voigt, per temperature), kappa_ave, "
-                              "has_imaginary, min_frequency (THz) and min_frequency_q, failure, kappa_srme (against "
-                              "the DFT reference when the structure's mp id is in the phononDB-PBE set), modes (mode_kappa per "
-                              "temperature, q-point and band, averaged over x, y, z; weights; qpoints), warnings.")
+                              "JSON (--json): formula, structure (file, index, mp_id, name), protocol, settings, "
+                              "settings_source, displacement, space groups, supercells, mesh, kappa/kappa_p/kappa_c "
+                              "(W/mK, Voigt, per temperature), kappa_ave, has_imaginary, min_frequency (THz) and "
+                              "min_frequency_q, failure, kappa_srme and reference (when the structure's mp id is in "
+                              "the phononDB-PBE set), modes (mode_kappa per temperature, q-point and band, averaged "
+                              "over x, y, z; weights; qpoints), seconds, warnings.")
     add_one_structure_args(p)
     p.add_argument("--compound", help="pick the frame by mp id or formula (info mp_id/name, e.g. the phononDB-PBE "
                                       "file: NaCl, mp-1138, ZnO:186) instead of --index")

@@ -85,6 +85,8 @@ def kappa(p: Page) -> list[str]:
         L += ["Not run (`--benchmarks kappa`, needs `pip install \"hipot[kappa]\"`).", ""]
     else:
         st = next((r.get("settings", {}) for r in by.values() if not r.get("error")), {})
+        cells = ("as the file gives them" if not st.get("fc3_supercell")
+                 else f"fc3 {st.get('fc3_supercell')}, fc2 {st.get('fc2_supercell')}")
         L += [p.run_line("kappa"), "",
               "**Data:** `ksrme_phonondb_pbe/` (from MPA2suite/k_SRME): the 103 phononDB-PBE rocksalt, zincblende and "
               "wurtzite binaries with their own fc2/fc3 supercells and q-meshes, and the DFT-PBE κ at 300 K (no NAC), "
@@ -94,7 +96,7 @@ def kappa(p: Page) -> list[str]:
               f"{st.get('relax_symprec')}) and a FrechetCellFilter with the shear masked, fmax {st.get('relax_fmax')} "
               f"eV/Å, at most {st.get('relax_steps')} steps; a changed space group is a failure; phono3py (symprec "
               f"{st.get('symprec')}) with {st.get('displacement')} Å displacements on the structure's own supercells "
-              f"({'as the file gives them' if not st.get('fc3_supercell') else 'fc3 ' + str(st.get('fc3_supercell')) + ', fc2 ' + str(st.get('fc2_supercell'))}), "
+              f"({cells}), "
               "every displaced supercell of a compound evaluated in batches; fc2 first and its phonons on the "
               "structure's q-mesh: a mode below 0 away from Γ, an optical mode below 0 at Γ or an acoustic one below "
               f"{st.get('acoustic_threshold')} THz there is a failure and fc3 is not computed; else the Wigner RTA at "
