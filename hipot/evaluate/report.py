@@ -112,8 +112,9 @@ def _tail() -> list[str]:
             "diatomic metrics are defined above, not the leaderboard's).",
             "- κ-103: the benchmark's own protocol (`phonondb-v1`: the phononDB-PBE structures, their supercells and "
             "q-meshes, 0.01 Å) and metric (κ_SRME against the DFT mode-resolved κ); hipot's FIRE runs through its "
-            "batched driver; phono3py 4.x (the published runs used 3.x: the same Wigner RTA, the mode-resolved κ split "
-            "the same way); the space-group check by spglib at 1e-4 where the benchmark uses moyopy at 1e-4.", "",
+            "batched driver; phono3py 4.x here where Matbench Discovery's code calls the 3.x interface (the same Wigner "
+            "RTA; the mode-resolved κ split the same way); the space-group check by spglib at 1e-4 where the benchmark "
+            "uses moyopy at 1e-4.", "",
             "## Reproduce", "",
             "```bash",
             'pip install -e ".[tasks,kappa,peers]"      # pymatgen, phonopy, spglib, phono3py; sevenn, chgnet',
