@@ -172,7 +172,7 @@ def relax_for_kappa(structures: Sequence[Atoms], model: ModelLike, settings: Kap
 
 def _matrix(value: Any) -> np.ndarray:
     m = np.asarray(value, dtype=int)
-    if m.shape == (3,):
+    if m.shape == (3,) and m.min() >= 1:
         m = np.diag(m)
     if m.shape != (3, 3) or round(abs(np.linalg.det(m))) < 1:
         raise ValueError(f"a supercell is three positive integers or a 3x3 integer matrix, not {np.asarray(value).tolist()}")
