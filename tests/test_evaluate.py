@@ -132,11 +132,12 @@ def test_quick_vibration_benchmarks_with_tiny_model(tmp_path):
     (folder,) = [p for p in raw.iterdir() if p.is_dir()]
     (kappa,) = json.loads((folder / "kappa.json").read_text())["items"]
     assert kappa["kappa_dft"] > 0 and ("kappa_300" in kappa) and kappa["n_fc3_displacements"] > 0
+    assert kappa["protocol"] == "quick" and 0 <= kappa["kappa_srme"] <= 2   # scored against the DFT modes
     (cv,) = json.loads((folder / "heat_capacity.json").read_text())["items"]
     assert cv["cv_ref_per_atom"] > 0 and "cv_per_atom" in cv
     text = out.read_text()
     assert "## 6. Heat capacity" in text and "## 7. Thermal conductivity" in text
-    assert "HIENet (published)" in text and "κ_SRE" in text
+    assert "HIENet (published)" in text and "κ_SRME" in text and "κ_SRME HIENet (published)" in text
     assert (out.parent / "accuracy" / "quick-kappa.png").exists()
     assert not (folder / "kappa.parts").exists()   # per-compound partial results removed once done
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Verb groups, in the order `hipot --help` lists them.
-VERB_MODULES = ["predict", "tasks", "properties", "check", "bench", "train", "distill", "evaluate"]
+VERB_MODULES = ["predict", "tasks", "properties", "kappa", "check", "bench", "train", "distill", "evaluate"]
 
 
 def build_parser() -> argparse.ArgumentParser:

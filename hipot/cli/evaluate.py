@@ -100,7 +100,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
     opts = Options(data_dir, limits=parse_limits(args.limit, QUICK_LIMITS if args.quick else FULL_LIMITS),
                    peer_limits=parse_limits(args.peer_limit, {} if args.quick else PEER_LIMITS), quick=args.quick,
-                   batch_size=args.batch_size, max_atoms=args.max_structure_atoms or (QUICK_MAX_ATOMS if args.quick else None))
+                   batch_size=args.batch_size, max_atoms=args.max_structure_atoms or (QUICK_MAX_ATOMS if args.quick else None),
+                   only={"kappa": [c.strip() for c in args.kappa_compounds.split(",") if c.strip()]}
+                   if args.kappa_compounds else {})
+    if opts.only.get("kappa"):  # an unknown or ambiguous compound fails here, before any model loads
+        from ..evaluate.phonondb_pbe import load_structures, select
+
+        try:
+            select(load_structures(data_dir), opts.only["kappa"])
+        except (ValueError, OSError) as e:
+            raise SystemExit(f"hipot evaluate: --kappa-compounds: {e}")
     command = "hipot " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if "evaluate" in sys.argv else "hipot evaluate (API)"
     log(f"data {data_dir}; raw results -> {raw_dir}; report -> {out}")
     run_all(args.model, peers, benches, opts, raw_dir, device=args.device, dtype=args.dtype, backend=args.backend,
@@ -137,6 +146,9 @@ def register(sub) -> None:
     p.add_argument("--peer-limit", action="append", metavar="[BENCH=]N",
                    help=f"further limit for the peers, which relax one structure at a time (default: {PEER_LIMITS})")
     p.add_argument("--max-structure-atoms", type=int, help="only structures with at most this many atoms")
+    p.add_argument("--kappa-compounds", metavar="NAMES",
+                   help="kappa on these compounds only, comma-separated mp ids or formulas (NaCl,MgO,ZnO:186) "
+                        "instead of --limit")
     p.add_argument("--out", help=f"report path (default: {DEFAULT_OUT}, with --quick {QUICK_OUT}; with --report-only "
                                  "RAWDIR: RAWDIR/../../ACCURACY.md, where a run put it)")
     p.add_argument("--plots", help="folder for the PNG plots (default: accuracy/ beside the report)")

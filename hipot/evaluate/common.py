@@ -21,6 +21,7 @@ class Options:
     seed: int = 0
     max_atoms: int | None = None   # only structures with at most this many atoms (--quick: CPU-sized)
     scratch: Path | None = None    # a model's folder for partial results of long benchmarks (set by the runner)
+    only: dict[str, list[str]] = field(default_factory=dict)  # per benchmark, named structures instead of a limit
 
     def limit(self, bench: str, peer: bool) -> int | None:
         n = self.limits.get(bench)

@@ -21,7 +21,6 @@ DCDFT_FILE = "ase_collections/dcdft.json"
 DIATOMICS_FILE = "mbd_diatomics/diatomics-dft.json.gz"
 KAPPA103_FILE = "mbd_kappa103/kappa-103-analysis.jsonl"
 ALEXANDRIA_FILE = "matcalc_benchmarks/alexandria-binary-pbe-phonon-2025.1.json.gz"
-PHONONDB_DIR = "phonondb2018_pbesol/tarred"
 SI_PBE_DIR = "phono3py_examples/Si-PBE"
 MODEL_METRICS_DIR = "mbd_model_metrics"
 
@@ -197,79 +196,6 @@ def load_alexandria_cv(data_dir: Path) -> list[HeatCapacityEntry]:
             for e in _load_json_gz(data_dir / ALEXANDRIA_FILE)]
 
 
-@dataclass
-class KappaEntry:
-    mp_id: str
-    formula: str
-    spacegroup: int
-    kappa_dft: float  # W/(m K), PBE phononDB, phono3py RTA at 300 K
-    atoms: Atoms
-    source: str       # where the structure comes from (the phononDB-PBE structures are not shipped)
-
-
-PROTOTYPES = {225: "rocksalt", 216: "zincblende", 186: "wurtzite"}
-
-
-def prototype(formula: str, spacegroup: int) -> Atoms:
-    """An AB binary built from its prototype (rocksalt, zincblende or wurtzite) with the bond length
-    the sum of covalent radii: a starting point that relaxation with the model then corrects."""
-    from ase.build import bulk
-    from ase.data import atomic_numbers, covalent_radii
-    from ase.formula import Formula
-
-    symbols = list(Formula(formula).count())
-    if spacegroup not in PROTOTYPES or len(symbols) != 2:
-        raise ValueError(f"no prototype for {formula} in space group {spacegroup}")
-    d = sum(covalent_radii[atomic_numbers[s]] for s in symbols)
-    kind = PROTOTYPES[spacegroup]
-    if kind == "rocksalt":
-        return bulk(formula, kind, a=2 * d)
-    if kind == "zincblende":
-        return bulk(formula, kind, a=4 * d / np.sqrt(3))
-    a = d * np.sqrt(8 / 3)
-    return bulk(formula, kind, a=a, c=a * np.sqrt(8 / 3))
-
-
-def phonondb_unitcell(data_dir: Path, mp_id: str) -> Atoms | None:
-    """POSCAR-unitcell of phonondb's (PBEsol) archive for an MP id, or None when not shipped."""
-    import io
-    import tarfile
-
-    import ase.io
-
-    number = mp_id.removeprefix("mp-")
-    folder = data_dir / PHONONDB_DIR
-    hits = sorted(folder.glob(f"materials-id-{number}-*.tar.lzma")) if folder.is_dir() else []
-    if not hits:
-        return None
-    with tarfile.open(hits[0], "r:xz") as tf:
-        name = next(n for n in tf.getnames() if n.endswith("/POSCAR-unitcell"))
-        text = tf.extractfile(name).read().decode()
-    return ase.io.read(io.StringIO(text), format="vasp")
-
-
-def load_kappa103(data_dir: Path) -> list[KappaEntry]:
-    """The 103 compounds of the Matbench Discovery kappa benchmark with their DFT kappa. Their
-    phononDB-PBE structures are not shipped, so each structure is, in this order of preference,
-    the Materials Project structure of the same id (matcalc's elasticity file, else its Alexandria
-    phonon file), phonondb's PBEsol unit cell, or the prototype (`prototype`); `source` says which.
-    All are relaxed with the model before kappa is computed."""
-    base = load_kappa103_summary(data_dir)
-    known: dict[str, tuple[Atoms, str]] = {}
-    for file, label in ((ALEXANDRIA_FILE, "alexandria"), (ELASTIC_FILE, "mp")):  # later wins: MP first
-        for e in _load_json_gz(data_dir / file):
-            known[e["mp_id"]] = (atoms_from_pmg_dict(e["structure"]), label)
-    out = []
-    for mp_id, formula, spg, k in zip(base["material_ids"], base["formulas"], base["spg_nums"], base["kappa_dft"]):
-        atoms, source = known.get(mp_id, (None, ""))
-        if atoms is None and mp_id.startswith("mp-"):
-            atoms, source = phonondb_unitcell(data_dir, mp_id), "phonondb-pbesol"
-        if atoms is None:
-            atoms, source = prototype(formula, int(spg)), "prototype"
-        out.append(KappaEntry(mp_id, formula, int(spg), float(k), atoms, source))
-    return out
-
-
 def load_kappa103_summary(data_dir: Path) -> dict:
     with open(data_dir / KAPPA103_FILE) as f:
         return json.loads(f.readline())["_base"]
@@ -278,7 +204,8 @@ def load_kappa103_summary(data_dir: Path) -> dict:
 def load_kappa103_published(data_dir: Path) -> dict[str, dict]:
     """The published per-compound results of the models on the kappa benchmark, keyed by the
     Matbench Discovery model key (e.g. 'hienet'): label, kappa_ml (None where the model failed),
-    srme, imag_modes, ..., each a list in the order of `load_kappa103`."""
+    srme (κ_SRME per compound), imag_modes, ..., each a list in the order of the summary's
+    material_ids (`load_kappa103_summary`)."""
     out = {}
     with open(data_dir / KAPPA103_FILE) as f:
         next(f)

@@ -1,6 +1,5 @@
 """Phonons of diamond Si against PBE (phono3py's Si-PBE example: 111 displaced 64-atom supercells
-with VASP PBE forces). Thermal conductivity is not computed: the 103 kappa_SRME structures are
-not shipped (`mbd_kappa103/` holds DFT kappa values only) and phono3py is not a dependency."""
+with VASP PBE forces). Thermal conductivity is the `kappa` benchmark's (phono3py, the kappa extra)."""
 from __future__ import annotations
 
 from typing import Any

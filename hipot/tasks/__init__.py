@@ -1,4 +1,4 @@
-"""Simulation tasks over any model: relax, md, phonons, eos, elastic, screen (functions returning dataclasses)."""
+"""Simulation tasks over any model: relax, md, phonons, eos, elastic, kappa, screen (functions returning dataclasses)."""
 from .common import example, read_structures
 
 __all__ = ["example", "read_structures"]

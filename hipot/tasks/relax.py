@@ -101,11 +101,12 @@ class SymmetryError(ValueError):
     """spglib could not analyse a structure's symmetry (its message says why)."""
 
 
-def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3):
+def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-3,
+            cell_mask: Sequence[bool] | None = None):
     """A working copy of `atoms` (constraints kept, FixSymmetry added on request for a structure
     with a 3D cell; a molecule without one relaxes without it) and the object the optimizer moves:
-    a FrechetCellFilter for periodic cells with relax_cell, else the atoms. SymmetryError when
-    spglib fails on the structure."""
+    a FrechetCellFilter for periodic cells with relax_cell (`cell_mask`: which of the 6 Voigt
+    strain components may relax), else the atoms. SymmetryError when spglib fails on the structure."""
     work = atoms.copy()
     work.calc = None
     if symmetry and has_3d_cell(work):
@@ -122,7 +123,7 @@ def prepare(atoms: Atoms, relax_cell: bool, symmetry: bool, symprec: float = 1e-
     if relax_cell and np.all(work.pbc):
         from ase.filters import FrechetCellFilter
 
-        return work, FrechetCellFilter(work)
+        return work, FrechetCellFilter(work, mask=None if cell_mask is None else list(cell_mask))
     return work, work
 
 
@@ -137,9 +138,11 @@ class _Job:
     """One structure under relaxation: its working atoms, the object the optimizer moves, the optimizer."""
 
     def __init__(self, index: int, atoms: Atoms, opt_cls, relax_cell: bool, symmetry: bool,
-                 calc: Calculator, traj: Path | None):
+                 calc: Calculator, traj: Path | None, symprec: float = 1e-3, cell_mask: Sequence[bool] | None = None):
         self.index = index
-        self.atoms, self.obj = prepare(atoms, relax_cell, symmetry)
+        self.atoms, self.obj = prepare(atoms, relax_cell, symmetry, symprec, cell_mask)
+        # the stress criterion reads only the components the cell may relax
+        self.free = np.ones(6, dtype=bool) if cell_mask is None else np.asarray(cell_mask, dtype=bool)
         self.atoms.calc = calc
         self.opt = opt_cls(self.obj, logfile=None)
         self.traj = TrajectoryWriter(traj) if traj is not None else None
@@ -148,7 +151,7 @@ class _Job:
         """The largest stress component in GPa while the cell relaxes (None: it does not)."""
         if self.obj is self.atoms:
             return None
-        return float(np.abs(self.atoms.get_stress()).max() / units.GPa)
+        return float(np.abs(self.atoms.get_stress()[self.free]).max(initial=0.0) / units.GPa)
 
     def result(self, converged: bool, fmax: float, error: str | None = None,
                smax: float | None = None) -> RelaxResult:
@@ -189,7 +192,8 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
           steps: int = 500, relax_cell: bool = True, symmetry: bool = False, batch_size: int = 64, max_atoms: int | None = 4096,
           trajectory: str | None = None, progress: bool = False,
           on_result: Callable[[RelaxResult], None] | None = None,
-          indices: Sequence[int] | None = None, labels: Sequence[str] | None = None) -> list[RelaxResult]:
+          indices: Sequence[int] | None = None, labels: Sequence[str] | None = None,
+          symprec: float = 1e-3, cell_mask: Sequence[bool] | None = None) -> list[RelaxResult]:
     """Relax each structure until the optimizer's fmax < `fmax` (eV/A) and, when the cell relaxes,
     every stress component is below `smax` (GPa; None: forces only), or `steps` steps; returns one
     RelaxResult per input, in input order. (The stress criterion is there because the filter's
@@ -200,7 +204,8 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
     result with the reason (`error`). `trajectory`: a path (.traj or extxyz); with several structures
     each gets stem.INDEX.suffix. `on_result` is called as each structure finishes (for checkpointing);
     `indices` (default 0..n-1) are the ids results and trajectory files carry (a subset of a larger run);
-    `labels` name the structures in error messages (default 'structure ID'). The progress bar
+    `labels` name the structures in error messages (default 'structure ID'); `symprec` is
+    FixSymmetry's, `cell_mask` FrechetCellFilter's mask (e.g. shear held). The progress bar
     counts finished structures and shows the optimiser steps taken so far."""
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -243,7 +248,7 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 if trajectory:
                     tpath = trajectory_path(trajectory, ids[k], len(structures) if indices is None else 2)
                 try:
-                    job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath)
+                    job = _Job(ids[k], structures[k], opt_cls, relax_cell, symmetry, calc, tpath, symprec, cell_mask)
                 except SymmetryError as e:
                     failed = _skipped(structures[k], ids[k], f"{names[k]}: {e}")
                     results[k] = failed
