@@ -226,6 +226,11 @@ def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
     assert ck["global_step"] == 4 and ck["optimizer"] is not None
     # unpacking again does not throw the newer state away
     assert travel.unpack(tmp_path / "pack", elsewhere) == 4
+    # the pack's model as a model folder: the EMA weights in the student's architecture
+    exported, _ = load_model_dir(travel.export_model(tmp_path / "pack", tmp_path / "exported"))
+    assert exported.config.smooth_invariant
+    for k, v in exported.state_dict().items():
+        assert torch.equal(v, ema[k].float()), k
     piece = tmp_path / "pack" / doc["state"]["weights"][0]["file"]
     piece.write_bytes(b"x" + piece.read_bytes()[1:])
     with pytest.raises(ValueError, match="damaged"):

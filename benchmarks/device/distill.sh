@@ -11,6 +11,7 @@
 #     copy it to .devcarry/pack here, and carry it if the next call may land on a fresh machine.
 # Carry: .devcarry/site_core.tar.xz, .devcarry/seeds (the recipe's seed and test files, laid out as
 # ../shared/data/...), .devcarry/hienet-v3 (only while the data are not made), .devcarry/pack (when any).
+# Build the first three with `bash benchmarks/device/pack.sh distill` (PY312 = a Python 3.12 with pip).
 # Command: bash benchmarks/device/distill.sh
 T0=$(date +%s)
 LIMIT=${LIMIT:-570}

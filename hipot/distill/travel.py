@@ -182,3 +182,24 @@ def unpack(src: str | Path, run_dir: str | Path) -> int:
 
     atomic_write(ck_path, write)
     return step
+
+
+def export_model(src: str | Path, dest: str | Path, metadata: dict | None = None) -> Path:
+    """The model a travel pack carries (its EMA weights, in its architecture) saved as a hipot model
+    folder at `dest` (config.json with checksums + model.safetensors); returns dest."""
+    from safetensors.torch import load
+
+    from ..checkpoint import save_model
+    from ..config import ModelConfig
+    from ..model import HIENet
+
+    src = Path(src)
+    doc = json.loads((src / PACK).read_text())
+    state = doc.get("state")
+    if state is None:
+        raise ValueError(f"travel pack {src} holds data only: no trained model yet")
+    net = HIENet(ModelConfig.from_dict(state["model_config"]))
+    net.load_state_dict(load(_read_pieces(src, state["weights"])))
+    meta = {"trained_by": "hipot distill", "steps": int(state["global_step"]), "epochs_done": int(state["epoch"]),
+            **(metadata or {})}
+    return save_model(net.float().eval(), dest, metadata=meta)
