@@ -18,7 +18,7 @@ from hipot import predict
 from hipot.checkpoint import save_model
 from hipot.cli import main
 from hipot.evaluator import Evaluator
-from hipot.tasks import relax as relax_module
+from hipot.tasks import relax_runs as relax_module
 from hipot.tasks.relax import relax
 
 ROOT = Path(__file__).resolve().parents[1]

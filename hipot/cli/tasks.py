@@ -28,7 +28,8 @@ def cmd_relax(args: argparse.Namespace) -> int:
     from ..distributed import finish
     from ..io import atomic_write
     from ..tasks.common import Tally, read_labelled
-    from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
+    from ..tasks.relax import unconverged_message
+    from ..tasks.relax_runs import cleanup_checkpoint, relax_resumable
 
     check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", batch_atoms=">= 1")
     claim_outputs(args, json=None)
@@ -125,7 +126,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
     from ..distributed import finish
     from ..io import atomic_write
     from ..tasks.common import Tally, read_labelled
-    from ..tasks.relax import cleanup_checkpoint, relax_resumable, unconverged_message
+    from ..tasks.relax import unconverged_message
+    from ..tasks.relax_runs import cleanup_checkpoint, relax_resumable
     from ..tasks.screen import analyse, candidates
 
     check_numbers(args, fmax="> 0", smax="> 0", steps=">= 0", batch_size=">= 1", max_atoms=">= 1")
