@@ -1,6 +1,7 @@
 """The doors of a model as contract engines (hipot.testing): callables that map a list of
 ase.Atoms to one result dict each, with the ASE calculator's keys and units, whatever the door.
-LAMMPS is driven through `lmp` in tests/test_lammps_contract.py (its engine needs the program).
+LAMMPS is driven through `lmp` in tests/test_lammps_contract.py (its engine needs the program),
+and its driver in process, on simulated ranks, by tests/fake_lammps.py's DriverEngine.
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ calculator's keys and units: "energy" (eV), "forces" (N, 3; eV/A), "stress" (6, 
 and sign, eV/A^3; structures periodic in 3D only) and, where given, "energies" (N), "stresses"
 (N, 6; per-atom stresses summing to the stress, ASE's `get_stresses`) and "virials" (N, 6; per-atom
 virials in eV summing to -stress * V). `hipot.engines` makes engines of the calculator, the batched
-Evaluator and torch-sim; tests/test_lammps_contract.py one of LAMMPS.
+Evaluator and torch-sim; tests/test_lammps_contract.py one of LAMMPS, tests/fake_lammps.py one of
+its driver in process.
 
 Each check evaluates what it needs in one engine call and returns a `Check` (measured, allowed,
 passed); `run_contract` runs them all into a `Report`. What must be equal is equal to `Tolerances`

@@ -46,12 +46,19 @@ def small_cell() -> Atoms:
     return rattled(bulk("NaCl", "rocksalt", a=3.9), 0.05, seed=2)
 
 
+def slab() -> Atoms:
+    """The crystal periodic along its first two cell vectors only (LAMMPS's `boundary p p f`)."""
+    a = crystal()
+    a.pbc = [True, True, False]
+    return a
+
+
 def butane() -> Atoms:
     return rattled(molecule("trans-butane"), 0.05, seed=4)
 
 
 STRUCTURES = {"crystal": (crystal, ["Na", "Cl"]), "small_cell": (small_cell, ["Na", "Cl"]),
-              "molecule": (butane, ["H", "C"])}
+              "slab": (slab, ["Na", "Cl"]), "molecule": (butane, ["H", "C"])}
 
 
 def reference(model_dir: str, atoms: Atoms) -> dict[str, np.ndarray]:
@@ -81,7 +88,7 @@ def test_one_rank_folds_every_ghost(model_dir, name):
     atoms = make()
     ranks = split(atoms, 1, make_tiny().cutoff, elements)
     r = ranks[0]
-    if atoms.pbc.all():
+    if atoms.pbc.any():
         assert r.nghost > len(atoms)  # LAMMPS-like ghosts exist, several images per atom
     energy, virial, drivers = run(ranks, [model_dir, "device", "cpu", "dtype", "float64", "timing", "yes"], elements)
     assert len(r.nodes) == len(atoms) and not r.calls  # nothing exchanged: communicate never called
@@ -91,7 +98,8 @@ def test_one_rank_folds_every_ghost(model_dir, name):
     assert counts["graph_nodes"] == len(atoms) and counts["exchanged_rows"] == 0 and counts["steps"] == 1
 
 
-@pytest.mark.parametrize("name, nranks", [("crystal", 2), ("crystal", 3), ("small_cell", 2), ("molecule", 2),
+@pytest.mark.parametrize("name, nranks", [("crystal", 2), ("crystal", 3), ("small_cell", 2), ("slab", 2),
+                                          ("slab", 3), ("molecule", 2),
                                           ("molecule", 5)])
 def test_ranks_exchange_only_remote_rows(model_dir, name, nranks):
     """Simulated ranks: images of a rank's own atoms fold, only other ranks' atoms are ghost rows
@@ -108,11 +116,11 @@ def test_ranks_exchange_only_remote_rows(model_dir, name, nranks):
     assert all(r.calls == ranks[0].calls for r in ranks)
     num_exchanges = drivers[0].model.num_exchanges
     assert len(ranks[0].calls) == 2 * num_exchanges  # forward and reverse
-    if name == "crystal":
+    if name in ("crystal", "slab"):
         assert all(len(r.nodes) > r.nlocal for r in ranks)  # rows really crossed
 
 
-@pytest.mark.parametrize("name", ["crystal", "molecule"])
+@pytest.mark.parametrize("name", ["crystal", "slab", "molecule"])
 def test_per_atom_results_are_lammps_virials(model_dir, name):
     """The public per-atom results in LAMMPS's convention, on two simulated ranks: the batched
     Evaluator's "virials" (ASE's Voigt order) are pair_style hipot's per-atom virials (LAMMPS's
