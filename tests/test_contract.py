@@ -2,8 +2,9 @@
 calculator in float64 and float32, the batched Evaluator on a mixed batch (crystal, slab,
 molecule together), DFT-D3 on and off; and the negative controls: engines broken on purpose
 (forces with the wrong sign, a stress without its volume division, ...) are caught.
-torch-sim: tests/test_torchsim.py (Python >= 3.12); LAMMPS: tests/test_lammps_contract.py;
-HIENet-V3: tests/test_contract_v3.py."""
+torch-sim: tests/test_torchsim.py (Python >= 3.12); LAMMPS: tests/test_lammps_contract.py (the
+compiled plugin) and tests/test_lammps_driver_contract.py (the driver in process); HIENet-V3:
+tests/test_contract_v3.py."""
 from __future__ import annotations
 
 import numpy as np
