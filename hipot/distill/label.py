@@ -14,15 +14,16 @@ from ..types import StructureError
 from .workers import Teacher
 
 
-def _evaluate_safely(evaluator: Evaluator, structures: list[Atoms], batch_size: int) -> list[dict | None]:
+def evaluate_safely(evaluator: Evaluator, structures: list[Atoms], batch_size: int,
+                    stress: bool = True) -> list[dict | None]:
     """Teacher results; None for structures the model refuses (e.g. atoms run into each other)."""
     try:
-        return evaluator.evaluate(structures, batch_size=batch_size)
+        return evaluator.evaluate(structures, batch_size=batch_size, stress=stress)
     except StructureError:
         out: list[dict | None] = []
         for a in structures:
             try:
-                out.append(evaluator.evaluate([a])[0])
+                out.append(evaluator.evaluate([a], stress=stress)[0])
             except StructureError:
                 out.append(None)
         return out
@@ -33,7 +34,7 @@ def label(structures: Sequence[Atoms], teacher: Evaluator, max_force: float = 50
     """Copies carrying the teacher's energy, forces and (3D-periodic cells) stress as REF_*; those
     the teacher refuses, or with a force above `max_force` eV/A (unphysical), are dropped."""
     out = []
-    for a, r in zip(structures, _evaluate_safely(teacher, list(structures), batch_size)):
+    for a, r in zip(structures, evaluate_safely(teacher, list(structures), batch_size)):
         if r is None or not np.all(np.isfinite(r["forces"])) or np.abs(r["forces"]).max(initial=0.0) > max_force:
             continue
         b = Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc)
@@ -68,16 +69,7 @@ def label_in_parts(structures: Sequence[Atoms], teacher: Teacher, folder: str | 
     paths = [folder / f"part-{p:04d}.extxyz" for p in range(0, (len(structures) + part_size - 1) // part_size)]
     jobs = [(list(structures[k * part_size:(k + 1) * part_size]), path, max_force, batch_size)
             for k, path in enumerate(paths) if not path.exists()]
-    bar = None
-    if progress and jobs:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(len(j[0]) for j in jobs), desc="teacher labels", unit="structure")
-    for _, n in teacher.map(_label_part, jobs):
-        if bar is not None:
-            bar.update(n)
-    if bar is not None:
-        bar.close()
+    teacher.run(_label_part, jobs, "teacher labels" if progress else None)
     parts, count = [], 0
     for path in paths:
         n = _count_frames(path)

@@ -17,7 +17,7 @@ from ase import Atoms, units
 
 from ..evaluator import Evaluator
 from ..io import atomic_write
-from ..types import StructureError
+from .label import evaluate_safely
 from .workers import Teacher
 
 STATE = "state.npz"
@@ -68,17 +68,8 @@ class _State:
 def _forces(teacher: Evaluator, frames: list[Atoms], batch_size: int, max_force: float) -> list[np.ndarray | None]:
     """The teacher's forces on each frame; None where the teacher refuses it or a force exceeds
     `max_force` (the run has left physical ground and stops there)."""
-    try:
-        results = teacher.evaluate(frames, batch_size=batch_size, stress=False)
-    except StructureError:
-        results = []
-        for a in frames:
-            try:
-                results.append(teacher.evaluate([a], stress=False)[0])
-            except StructureError:
-                results.append(None)
     out = []
-    for r in results:
+    for r in evaluate_safely(teacher, frames, batch_size, stress=False):
         f = None if r is None else np.asarray(r["forces"], dtype=float)
         out.append(f if f is not None and np.all(np.isfinite(f)) and np.abs(f).max(initial=0.0) <= max_force
                    else None)
@@ -99,7 +90,6 @@ def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], tea
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state_path, snap_path = folder / STATE, folder / SNAPSHOTS
-    starts = [a.copy() for a in starts]
     every = max(1, min(every, steps))
     state = _State(starts, temperatures, np.random.default_rng(seed))
     snaps: list[Atoms] = []
@@ -108,8 +98,10 @@ def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], tea
         snaps = ase.io.read(snap_path, ":", format="extxyz") if snap_path.exists() and snap_path.stat().st_size else []
         # a kill between the snapshot and the state write: the interval is redone, so drop its snapshots
         snaps = [a for a in snaps if int(a.info["md_step"]) <= state.step]
-    masses = [a.get_masses()[:, None] for a in starts]
+    counts = np.diff(state.offsets)
     temps = np.asarray(temperatures, dtype=float)
+    mass = np.concatenate([a.get_masses() for a in starts])[:, None]       # one row per atom of every run
+    sigma = np.sqrt(units.kB * np.repeat(temps, counts)[:, None] / mass)   # thermal velocity of each row
     dt = timestep_fs * units.fs
     c1 = np.exp(-friction_per_fs * timestep_fs)
     c2 = np.sqrt(1.0 - c1 * c1)
@@ -132,22 +124,17 @@ def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], tea
         bar = tqdm(total=steps, initial=state.step, desc=f"teacher MD ({len(starts)} runs at once)", unit="step")
     if state.step == 0:
         evaluate(list(range(len(starts))))
-    while state.step < steps:
-        ks = [int(k) for k in np.flatnonzero(state.alive)]
-        if not ks:
-            break
-        for k in ks:  # B A O A: half kick, half drift, thermostat, half drift
-            rows, m = state.rows(k), masses[k]
-            v = state.velocities[rows] + 0.5 * dt * state.forces[rows] / m
-            x = state.positions[rows] + 0.5 * dt * v
-            v = c1 * v + c2 * np.sqrt(units.kB * temps[k] / m) * state.rng.normal(size=v.shape)
-            state.positions[rows] = x + 0.5 * dt * v
-            state.velocities[rows] = v
-        evaluate(ks)
-        for k in ks:  # B: the second half kick with the new forces
-            if state.alive[k]:
-                rows = state.rows(k)
-                state.velocities[rows] += 0.5 * dt * state.forces[rows] / masses[k]
+    while state.step < steps and state.alive.any():
+        live = np.repeat(state.alive, counts)   # the rows of the running structures
+        # B A O A: half kick, half drift, thermostat, half drift
+        v = state.velocities[live] + 0.5 * dt * state.forces[live] / mass[live]
+        x = state.positions[live] + 0.5 * dt * v
+        v = c1 * v + c2 * sigma[live] * state.rng.normal(size=v.shape)
+        state.positions[live] = x + 0.5 * dt * v
+        state.velocities[live] = v
+        evaluate([int(k) for k in np.flatnonzero(state.alive)])
+        live = np.repeat(state.alive, counts)   # B: the second half kick, where the new forces exist
+        state.velocities[live] += 0.5 * dt * state.forces[live] / mass[live]
         state.step += 1
         if state.step % every == 0 or state.step == steps:
             for k in np.flatnonzero(state.alive):
@@ -184,16 +171,5 @@ def md_in_groups(starts: Sequence[Atoms], temperatures: Sequence[float], teacher
     jobs = [(list(starts[s:s + group_size]), [float(t) for t in temperatures[s:s + group_size]],
              folder / f"g{k:04d}", steps, every, timestep_fs, friction_per_fs, seed + k, batch_size, max_force)
             for k, s in enumerate(range(0, len(starts), group_size))]
-    bar = None
-    if progress and jobs:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(starts), desc=f"teacher MD ({teacher.workers} workers)", unit="run")
-    done: dict[int, list[Atoms]] = {}
-    for k, snaps in teacher.map(_md_group, jobs):
-        done[k] = snaps
-        if bar is not None:
-            bar.update(len(jobs[k][0]))
-    if bar is not None:
-        bar.close()
-    return [a for k in range(len(jobs)) for a in done[k]]
+    results = teacher.run(_md_group, jobs, f"teacher MD ({teacher.workers} workers, runs)" if progress else None)
+    return [a for snaps in results for a in snaps]

@@ -77,8 +77,9 @@ def make_data(recipe: Recipe, teacher: Teacher, out: str | Path, progress: bool 
         structures += subs
     if cfg.temperatures and cfg.md_steps:
         pool = seeds + [s for s in subs if s.info.get("kind") == "substituted-relaxed"]
-        starts = [supercell(a, cfg.md_min_atoms) for a in _evenly(pool, cfg.md_seeds) for _ in cfg.temperatures]
-        temps = [float(t) for _ in _evenly(pool, cfg.md_seeds) for t in cfg.temperatures]
+        chosen = _evenly(pool, cfg.md_seeds)
+        starts = [supercell(a, cfg.md_min_atoms) for a in chosen for _ in cfg.temperatures]
+        temps = [float(t) for _ in chosen for t in cfg.temperatures]
         structures += md_in_groups(starts, temps, teacher, out / "md", cfg.md_steps, cfg.md_every, cfg.timestep_fs,
                                    cfg.friction_per_fs, cfg.seed, cfg.batch_size, cfg.max_force, cfg.md_group,
                                    progress)

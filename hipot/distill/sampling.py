@@ -58,15 +58,5 @@ def relaxed_substitutions(seeds: Sequence[Atoms], teacher: Teacher, species: Seq
     paths = [folder / f"part-{p:04d}.extxyz" for p in range(0, (len(subs) + part_size - 1) // part_size)]
     jobs = [(subs[k * part_size:(k + 1) * part_size], path, steps, batch_size)
             for k, path in enumerate(paths) if not path.exists()]
-    bar = None
-    if progress and jobs:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(len(j[0]) for j in jobs), desc=f"teacher relaxations ({teacher.workers} workers)",
-                   unit="structure")
-    for _, n in teacher.map(_relax_part, jobs):
-        if bar is not None:
-            bar.update(n)
-    if bar is not None:
-        bar.close()
+    teacher.run(_relax_part, jobs, f"teacher relaxations ({teacher.workers} workers)" if progress else None)
     return [a for path in paths if path.stat().st_size for a in ase.io.read(path, ":", format="extxyz")]

@@ -122,12 +122,6 @@ def _relocate_manifest(run_dir: Path) -> dict:
     return manifest
 
 
-def pack_step(src: str | Path) -> int:
-    """The training step a travel pack has reached (0: data only)."""
-    doc = json.loads((Path(src) / PACK).read_text())
-    return int(doc.get("state", {}).get("global_step", 0))
-
-
 def unpack(src: str | Path, run_dir: str | Path) -> int:
     """Rebuild `run_dir` from the travel pack in `src`: its data/ and, when the pack carries a
     training state, train/config.yaml and a checkpoint that the trainer resumes (raw weights =
