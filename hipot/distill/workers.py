@@ -20,7 +20,9 @@ def _init(model: Any, device: str, threads: int) -> None:
 
     global _TEACHER
     torch.set_num_threads(threads)
-    _TEACHER = Evaluator(model, device=device)
+    # no CUDA graphs: every new batch size would be captured into its own memory pool (8 workers
+    # ran an H100 out of memory), and these stages are bound by host work, not launches
+    _TEACHER = Evaluator(model, device=device, cuda_graphs=False)
 
 
 def _call(fn: Callable, args: tuple) -> Any:
@@ -41,7 +43,7 @@ class Teacher:
     def local(self) -> Evaluator:
         """The teacher in this process (made on first use)."""
         if self._local is None:
-            self._local = Evaluator(self.model, device=self.device)
+            self._local = Evaluator(self.model, device=self.device, cuda_graphs=False)
         return self._local
 
     def map(self, fn: Callable, jobs: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
