@@ -40,7 +40,7 @@ FROM=""
 # 3.7 ms of host time per structure and relaxation step, so WORKERS processes share the stages); a
 # data stage cut short by the timeout is continued by the next call on this warm machine
 timeout $(( $(left) - PACK_S - 20 )) $R $FROM --data-only --workers "${WORKERS:-8}" 2>&1 | tr '\r' '\n' \
-  | grep -v -E "^\s*$" | awk '/100%|hipot|rror|Trace/ || NR % 50 == 0' | tee "$OUT/data_log.txt" | tail -20
+  | grep -v -E "^\s*$" | awk '/%\||hipot|rror|Trace/' | tee "$OUT/data_log.txt" | tail -20
 DONE=$(python3 -c "import json; print(json.load(open('.devkeep/distill/data/manifest.json')).get('parts') is not None)" 2>/dev/null)
 if [ "$DONE" != "True" ]; then
   echo "the data are not finished: the next call on this warm machine continues them (nothing to pack yet)"
