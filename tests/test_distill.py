@@ -237,6 +237,52 @@ def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
         travel.unpack(tmp_path / "pack", tmp_path / "third")
 
 
+def test_unfinished_data_travel_and_are_finished_elsewhere(tmp_path, monkeypatch):
+    """Data stopped before their labels travel with what the stages kept (relaxed parts, MD
+    states and snapshots) and are finished on another machine into exactly the labels the first
+    one would have made; a folder with data of its own is not overwritten by such a pack."""
+    import json
+
+    from hipot.distill import travel
+
+    recipe = _setup(tmp_path, monkeypatch)
+    out = tmp_path / "run"
+    assert main(_args(recipe, out, "--data-only")) == 0
+    whole = {p.name: p.read_bytes() for p in (out / "data").glob("part-*.extxyz")}
+    # the run as a kill during the labels leaves it: manifest without parts, no label part yet
+    manifest = json.loads((out / "data" / "manifest.json").read_text())
+    (out / "data" / "manifest.json").write_text(json.dumps({"recipe": manifest["recipe"]}))
+    for name in whole:
+        (out / "data" / name).unlink()
+    (out / "data" / ".part-0000.extxyz.tmp1").write_text("half")   # an interrupted write stays behind
+    travel.pack(out, tmp_path / "pack")
+    doc = json.loads((tmp_path / "pack" / "pack.json").read_text())
+    assert doc["data_finished"] is False and "state" not in doc
+
+    elsewhere = tmp_path / "elsewhere"
+    assert travel.unpack(tmp_path / "pack", elsewhere) == 0
+    kept = sorted(str(f.relative_to(elsewhere)) for f in elsewhere.rglob("*") if f.is_file())
+    assert "data/substituted.extxyz" in kept and any(k.startswith("md/") for k in kept)
+    assert not any(Path(k).name.startswith(".") for k in kept)
+    # finished there (it has the teacher): the same labels, and a finished pack again
+    assert main(_args(recipe, elsewhere, "--data-only", "--pack-to", str(tmp_path / "pack2"))) == 0
+    # (the same up to the 8 decimals of the MD snapshots, which the other machine reads from file)
+    assert sorted(p.name for p in (elsewhere / "data").glob("part-*.extxyz")) == sorted(whole)
+    for name in whole:
+        made = ase.io.read(elsewhere / "data" / name, ":")
+        ref = ase.io.read(__import__("io").StringIO(whole[name].decode()), ":", format="extxyz")
+        assert len(made) == len(ref)
+        for a, b in zip(made, ref):
+            assert a.get_chemical_formula() == b.get_chemical_formula()
+            np.testing.assert_allclose(a.positions, b.positions, atol=1e-7)
+            assert abs(a.info["REF_energy"] - b.info["REF_energy"]) < 1e-6
+            np.testing.assert_allclose(a.arrays["REF_forces"], b.arrays["REF_forces"], atol=1e-6)
+    assert json.loads((tmp_path / "pack2" / "pack.json").read_text())["data_finished"] is True
+    # the unfinished pack does not overwrite the finished folder
+    assert travel.unpack(tmp_path / "pack", elsewhere) == 0
+    assert json.loads((elsewhere / "data" / "manifest.json").read_text()).get("parts")
+
+
 @pytest.mark.slow
 def test_workers_make_the_same_data(tmp_path, monkeypatch):
     """Two teacher processes make exactly the data one makes: relaxation, MD and label jobs are

@@ -2,7 +2,10 @@
 (or to a CPU) in files of bounded size, and how a run folder is rebuilt from it.
 
 A travel pack holds
-  - the labelled data (data/: manifest, training parts, held-out set) as one xz-compressed tar,
+  - the labelled data (data/: manifest, training parts, held-out set) as one xz-compressed tar;
+    while the data are unfinished, everything the data stages have kept so far (data/ and md/:
+    relaxed parts, MD states and snapshots, label parts), so that a lent machine lost in the
+    middle of the data costs only the stage part it was working on,
   - the training state as the EMA weights (float32 safetensors) and the step counters, history and
     resolved config of the run,
 each cut into pieces of at most `piece_bytes`, with SHA-256 checksums in pack.json. The Adam
@@ -56,13 +59,18 @@ def _read_pieces(src: Path, pieces: list[dict]) -> bytes:
     return b"".join(parts)
 
 
-def _data_tar(run_dir: Path) -> bytes:
-    """data/ of the run (manifest, labelled parts, held-out set) as tar.xz, paths relative to the run."""
+def _data_tar(run_dir: Path, finished: bool) -> bytes:
+    """As tar.xz, paths relative to the run: data/ of a finished run (manifest, labelled parts,
+    held-out set), else every kept file of the data stages under data/ and md/ (no temporaries)."""
     buf = io.BytesIO()
     data = run_dir / "data"
-    files = [data / "manifest.json", *sorted(data.glob("part-*.extxyz"))]
-    if (data / "test.extxyz").exists():
-        files.append(data / "test.extxyz")
+    if finished:
+        files = [data / "manifest.json", *sorted(data.glob("part-*.extxyz"))]
+        if (data / "test.extxyz").exists():
+            files.append(data / "test.extxyz")
+    else:
+        files = sorted(f for d in ("data", "md") for f in (run_dir / d).rglob("*")
+                       if f.is_file() and not f.name.startswith("."))
     with tarfile.open(fileobj=buf, mode="w:xz", preset=6) as tar:
         for f in files:
             info = tar.gettarinfo(str(f), arcname=str(f.relative_to(run_dir)))
@@ -74,23 +82,30 @@ def _data_tar(run_dir: Path) -> bytes:
 
 def pack(run_dir: str | Path, dest: str | Path, piece_bytes: int | None = None) -> Path:
     """Write the travel pack of the distillation in `run_dir` into `dest` (returns dest/pack.json).
-    The data tar is made once and reused from run_dir/travel/ on later packs of the same data."""
+    The finished data's tar is made once and reused from run_dir/travel/ on later packs; unfinished
+    data travel as they are (`data_finished` false in pack.json), without a training state."""
     from safetensors.torch import save
 
     from .run import MANIFEST
 
     run_dir, dest = Path(run_dir), Path(dest)
     piece_bytes = piece_bytes or PIECE_BYTES
+    if not (run_dir / MANIFEST).exists():
+        raise ValueError(f"{run_dir}: no distillation data begun (no {MANIFEST}); nothing to pack")
     manifest = json.loads((run_dir / MANIFEST).read_text())
-    if manifest.get("parts") is None:
-        raise ValueError(f"{run_dir}: the distillation data are unfinished; nothing to pack yet")
+    finished = manifest.get("parts") is not None
     dest.mkdir(parents=True, exist_ok=True)
+    for old in dest.glob(f"{DATA}.*"):   # a smaller pack written over a larger one
+        old.unlink()
     cached = run_dir / "travel" / DATA
-    if not cached.exists():
-        blob = _data_tar(run_dir)
+    if finished and not cached.exists():
+        blob = _data_tar(run_dir, True)
         atomic_write(cached, lambda tmp: tmp.write_bytes(blob))
+    blob = cached.read_bytes() if finished else _data_tar(run_dir, False)
     doc: dict = {"format": "hipot-distill-travel", "version": 1, "recipe": manifest["recipe"],
-                 "data": _write_pieces(cached.read_bytes(), dest, DATA, piece_bytes)}
+                 "data_finished": finished, "data": _write_pieces(blob, dest, DATA, piece_bytes)}
+    if not finished:
+        return write_json(dest / PACK, doc)
     from ..training.trainer import CHECKPOINT
 
     ck_path = run_dir / "train" / CHECKPOINT
@@ -123,10 +138,12 @@ def _relocate_manifest(run_dir: Path) -> dict:
 
 
 def unpack(src: str | Path, run_dir: str | Path) -> int:
-    """Rebuild `run_dir` from the travel pack in `src`: its data/ and, when the pack carries a
-    training state, train/config.yaml and a checkpoint that the trainer resumes (raw weights =
-    EMA weights, no optimiser state). A run folder that already holds as many training steps as
-    the pack, or more, is left alone. Returns the step the run continues from."""
+    """Rebuild `run_dir` from the travel pack in `src`: its data/ (with md/ for unfinished data)
+    and, when the pack carries a training state, train/config.yaml and a checkpoint that the
+    trainer resumes (raw weights = EMA weights, no optimiser state). A run folder that already
+    holds as many training steps as the pack, or more, is left alone; so is one with data begun
+    when the pack's data are unfinished (this folder is as far, or further: the data stages only
+    add files). Returns the step the run continues from."""
     from safetensors.torch import load
 
     from ..training.loss import SUM_NAMES
@@ -136,6 +153,9 @@ def unpack(src: str | Path, run_dir: str | Path) -> int:
     doc = json.loads((src / PACK).read_text())
     if doc.get("format") != "hipot-distill-travel":
         raise ValueError(f"{src / PACK} is not a hipot distillation travel pack")
+    finished = doc.get("data_finished", True)
+    if not finished and (run_dir / "data" / "manifest.json").exists():
+        return 0
     ck_path = run_dir / "train" / CHECKPOINT
     have = int(torch.load(ck_path, map_location="cpu", weights_only=True)["global_step"]) if ck_path.exists() else -1
     state = doc.get("state")
@@ -145,10 +165,13 @@ def unpack(src: str | Path, run_dir: str | Path) -> int:
     blob = _read_pieces(src, doc["data"])
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:xz") as tar:
         for member in tar.getmembers():
-            if not member.isfile() or not member.name.startswith("data/") or ".." in Path(member.name).parts:
+            allowed = ("data/", "md/") if not finished else ("data/",)
+            if not member.isfile() or not member.name.startswith(allowed) or ".." in Path(member.name).parts:
                 raise ValueError(f"travel pack {src}: unexpected member {member.name!r} in {DATA}")
             data = tar.extractfile(member).read()
             atomic_write(run_dir / member.name, lambda tmp, d=data: tmp.write_bytes(d))
+    if not finished:   # the stages go on from these files; nothing to relocate yet
+        return 0
     atomic_write(run_dir / "travel" / DATA, lambda tmp: tmp.write_bytes(blob))
     manifest = _relocate_manifest(run_dir)
     if state is None:

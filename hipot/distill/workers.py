@@ -15,14 +15,26 @@ from ..evaluator import Evaluator
 _TEACHER: Evaluator | None = None  # the worker process's teacher
 
 
-def _init(model: Any, device: str, threads: int) -> None:
+def _init(model: Any, device: str, threads: int, workers: int) -> None:
     import torch
+
+    from ..device import resolve_device
+    from ..execution import RECOMPUTE_EDGES
 
     global _TEACHER
     torch.set_num_threads(threads)
-    # no CUDA graphs: every new batch size would be captured into its own memory pool (8 workers
-    # ran an H100 out of memory), and these stages are bound by host work, not launches
-    _TEACHER = Evaluator(model, device=device, cuda_graphs=False)
+    dev = resolve_device(device)
+    recompute = None
+    if dev.type == "cuda":
+        # The workers share one GPU. Measured on an H100 (2026-12-07): 8 workers with CUDA graphs
+        # (a memory pool per captured size) and then 4-8 workers without them, each keeping its
+        # own allocator cache, filled its 80 GB and failed. Each worker gets its share of the
+        # memory, recomputes per-edge activations above its share of the edge threshold and
+        # returns freed segments (set before the first allocation reads it).
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+        torch.cuda.set_per_process_memory_fraction(0.9 / workers, dev)
+        recompute = RECOMPUTE_EDGES["cuda"] // workers
+    _TEACHER = Evaluator(model, device=dev, cuda_graphs=False, recompute_edges=recompute)
 
 
 def _call(fn: Callable, args: tuple) -> Any:
@@ -57,7 +69,7 @@ class Teacher:
             threads = max(1, (os.cpu_count() or 1) // self.workers)
             # spawn: a forked child must not inherit an initialised CUDA context
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"), initializer=_init,
-                                             initargs=(self.model, self.device, threads))
+                                             initargs=(self.model, self.device, threads, self.workers))
         futures = {self._pool.submit(_call, fn, tuple(job)): k for k, job in enumerate(jobs)}
         for f in as_completed(futures):
             yield futures[f], f.result()

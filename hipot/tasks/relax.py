@@ -144,8 +144,26 @@ class _Job:
         # the stress criterion reads only the components the cell may relax
         self.free = np.ones(6, dtype=bool) if cell_mask is None else np.asarray(cell_mask, dtype=bool)
         self.atoms.calc = calc
+        self._forces: np.ndarray | None = None
+        if self.obj is not self.atoms:
+            # The cell filter's forces cost two Frechet derivatives of a matrix exponential (scipy)
+            # per call, and both the convergence test and the optimiser's step ask for them: in
+            # hipot's batched relaxations that host work, not the model, bounded the step rate of
+            # small cells on a GPU. They are computed once per evaluation (`new_evaluation`).
+            raw = self.obj.get_forces
+
+            def forces_once(*args, **kwargs) -> np.ndarray:
+                if self._forces is None:
+                    self._forces = raw(*args, **kwargs)
+                return self._forces.copy()
+
+            self.obj.get_forces = forces_once
         self.opt = opt_cls(self.obj, logfile=None)
         self.traj = TrajectoryWriter(traj) if traj is not None else None
+
+    def new_evaluation(self) -> None:
+        """The atoms moved or were evaluated again: the filter's forces are computed afresh."""
+        self._forces = None
 
     def stress_norm(self) -> float | None:
         """The largest stress component in GPa while the cell relaxes (None: it does not)."""
@@ -264,6 +282,7 @@ def relax(structures: Sequence[Atoms], model: ModelLike = "hienet-v3", *, device
                 evaluated = [None] * len(active)
             still = []
             for job, res in zip(active, evaluated):
+                job.new_evaluation()
                 if isinstance(res, str):
                     finish(job, False, float("nan"), res)
                     continue
