@@ -7,8 +7,10 @@
 #   - the run folder .devkeep/distill is continued: from where the last call on this machine left
 #     it, else from the travel pack carried in .devcarry/pack (a machine lost between calls);
 #   - teacher data (first call), then training until the call's time is nearly spent;
-#   - the travel pack (data + EMA weights + progress, <= 15 MiB a file) is written to $OUT/pack:
-#     copy it to .devcarry/pack here, and carry it if the next call may land on a fresh machine.
+#   - the travel pack (data + EMA weights + progress, <= 15 MiB a file; while the data are
+#     unfinished, what their stages kept so far) is written to $OUT/pack: copy it to .devcarry/pack
+#     here, and carry it (with .devcarry/hienet-v3 while the data are unfinished) if the next call
+#     may land on a fresh machine.
 # Carry: .devcarry/site_core.tar.xz, .devcarry/seeds (the recipe's seed and test files, laid out as
 # ../shared/data/...), .devcarry/hienet-v3 (only while the data are not made), .devcarry/pack (when any).
 # Build the first three with `bash benchmarks/device/pack.sh distill` (PY312 = a Python 3.12 with pip).
@@ -43,7 +45,9 @@ timeout $(( $(left) - PACK_S - 20 )) $R $FROM --data-only --workers "${WORKERS:-
   | grep -v -E "^\s*$" | awk '/%\||hipot|rror|Trace/' | tee "$OUT/data_log.txt" | tail -20
 DONE=$(python3 -c "import json; print(json.load(open('.devkeep/distill/data/manifest.json')).get('parts') is not None)" 2>/dev/null)
 if [ "$DONE" != "True" ]; then
-  echo "the data are not finished: the next call on this warm machine continues them (nothing to pack yet)"
+  # what the data stages kept so far travels too: a machine lost now costs only the part in hand
+  python3 -c "from hipot.distill.travel import pack; pack('.devkeep/distill', '$OUT/pack')" \
+    && echo "the data are not finished: the next call continues them (here while warm, else from .devcarry/pack)"
 elif [ "$(left)" -gt 180 ]; then
   MIN=$(python3 -c "print(($(left) - $PACK_S - 90) / 60)")   # 90 s: reading the data back, exporting
   echo "training for at most $MIN min"
