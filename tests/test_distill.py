@@ -283,6 +283,34 @@ def test_unfinished_data_travel_and_are_finished_elsewhere(tmp_path, monkeypatch
     assert json.loads((elsewhere / "data" / "manifest.json").read_text()).get("parts")
 
 
+def test_teacher_workers_take_their_share_of_one_gpu(monkeypatch):
+    """On a GPU each of N teacher processes limits itself to 0.9/N of the memory (through an index
+    torch accepts, also for a plain 'cuda') and recomputes above 1/N of the edge threshold; on the
+    CPU nothing of that is set."""
+    import os
+
+    import torch
+
+    from hipot.distill import workers
+    from hipot.execution import RECOMPUTE_EDGES
+
+    made, fractions = [], []
+    monkeypatch.setattr(workers, "Evaluator", lambda model, **kw: made.append(kw) or object())
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda f, device=None: fractions.append((f, device)))
+    monkeypatch.setattr("hipot.device.resolve_device", lambda d: torch.device(d))
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_CUDA_ALLOC_CONF"}
+    monkeypatch.setattr(os, "environ", env)   # what _init sets stays in this test
+    workers._init("teacher", "cuda", 1, 4)
+    assert fractions == [(0.9 / 4, None)]
+    assert made[-1]["recompute_edges"] == RECOMPUTE_EDGES["cuda"] // 4 and made[-1]["cuda_graphs"] is False
+    assert "expandable_segments" in env["PYTORCH_CUDA_ALLOC_CONF"]
+    workers._init("teacher", "cuda:1", 1, 2)
+    assert fractions[-1] == (0.45, 1)
+    workers._init("teacher", "cpu", 1, 4)
+    assert len(fractions) == 2 and made[-1]["recompute_edges"] is None
+
+
 @pytest.mark.slow
 def test_workers_make_the_same_data(tmp_path, monkeypatch):
     """Two teacher processes make exactly the data one makes: relaxation, MD and label jobs are

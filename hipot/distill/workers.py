@@ -33,7 +33,8 @@ def _init(model: Any, device: str, threads: int, workers: int) -> None:
         # memory, recomputes per-edge activations above its share of the edge threshold and
         # returns freed segments (set before the first allocation reads it).
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
-        torch.cuda.set_per_process_memory_fraction(0.9 / workers, dev)
+        # (an index, or None for the current device: torch refuses a 'cuda' device without one)
+        torch.cuda.set_per_process_memory_fraction(0.9 / workers, dev.index)
         recompute = RECOMPUTE_EDGES["cuda"] // workers
     _TEACHER = Evaluator(model, device=dev, cuda_graphs=False, recompute_edges=recompute)
 
