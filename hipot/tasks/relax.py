@@ -146,10 +146,10 @@ class _Job:
         self.atoms.calc = calc
         self._forces: np.ndarray | None = None
         if self.obj is not self.atoms:
-            # The cell filter's forces cost two Frechet derivatives of a matrix exponential (scipy)
-            # per call, and both the convergence test and the optimiser's step ask for them: in
-            # hipot's batched relaxations that host work, not the model, bounded the step rate of
-            # small cells on a GPU. They are computed once per evaluation (`new_evaluation`).
+            # The cell filter's forces cost nine Frechet derivatives of a matrix exponential (scipy,
+            # ~3 ms) per call, and both the convergence test and the optimiser's step ask for them:
+            # most of the host work per step of a small cell, which is what bounds batched
+            # relaxations of small cells on a GPU. They are computed once per evaluation.
             raw = self.obj.get_forces
 
             def forces_once(*args, **kwargs) -> np.ndarray:
