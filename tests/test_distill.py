@@ -239,8 +239,10 @@ def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
 
 def test_unfinished_data_travel_and_are_finished_elsewhere(tmp_path, monkeypatch):
     """Data stopped before their labels travel with what the stages kept (relaxed parts, MD
-    states and snapshots) and are finished on another machine into exactly the labels the first
-    one would have made; a folder with data of its own is not overwritten by such a pack."""
+    states and snapshots) and are finished on another machine from those files, into the labels
+    the first one made (to the 8 decimals of the snapshots read back); a folder with data of its
+    own is not overwritten by such a pack."""
+    import io
     import json
 
     from hipot.distill import travel
@@ -264,13 +266,15 @@ def test_unfinished_data_travel_and_are_finished_elsewhere(tmp_path, monkeypatch
     kept = sorted(str(f.relative_to(elsewhere)) for f in elsewhere.rglob("*") if f.is_file())
     assert "data/substituted.extxyz" in kept and any(k.startswith("md/") for k in kept)
     assert not any(Path(k).name.startswith(".") for k in kept)
+    stamps = {k: (elsewhere / k).stat().st_mtime_ns for k in kept}
     # finished there (it has the teacher): the same labels, and a finished pack again
     assert main(_args(recipe, elsewhere, "--data-only", "--pack-to", str(tmp_path / "pack2"))) == 0
-    # (the same up to the 8 decimals of the MD snapshots, which the other machine reads from file)
+    # the relaxations and MD were taken from the pack, not made again (only the manifest is new)
+    assert [k for k, t in stamps.items() if (elsewhere / k).stat().st_mtime_ns != t] == ["data/manifest.json"]
     assert sorted(p.name for p in (elsewhere / "data").glob("part-*.extxyz")) == sorted(whole)
     for name in whole:
         made = ase.io.read(elsewhere / "data" / name, ":")
-        ref = ase.io.read(__import__("io").StringIO(whole[name].decode()), ":", format="extxyz")
+        ref = ase.io.read(io.StringIO(whole[name].decode()), ":", format="extxyz")
         assert len(made) == len(ref)
         for a, b in zip(made, ref):
             assert a.get_chemical_formula() == b.get_chemical_formula()

@@ -53,6 +53,19 @@ def test_batched_relax_equals_sequential_ase(tiny, optimizer):
     assert res[-1].atoms.cell.volume == 0 and "stress" not in res[-1].atoms.calc.results  # molecule: positions only
 
 
+def test_cell_filter_forces_are_computed_once_per_step(tiny, monkeypatch):
+    """The convergence test and the optimiser's step share one evaluation of the cell filter's
+    forces (nine matrix-exponential derivatives each); without the cache it runs about twice per step."""
+    calls = []
+    raw = FrechetCellFilter.get_forces
+    monkeypatch.setattr(FrechetCellFilter, "get_forces", lambda self, *a, **k: calls.append(1) or raw(self, *a, **k))
+    steps = 6
+    (r,) = relax([rattled(bulk("Si", "diamond", a=5.5), 0.1, seed=0)], tiny, device="cpu", dtype="float64",
+                 fmax=1e-6, steps=steps)
+    assert r.steps == steps
+    assert len(calls) == steps + 1   # one per evaluation: the start and after each step
+
+
 def test_relax_converges_and_keeps_space_group():
     from hipot.tasks.screen import candidates, spacegroup
 
