@@ -21,7 +21,7 @@ from .execution import ExecutionOptions
 from .types import PotentialInput, Prediction
 
 # Padding nodes at least: padding edges are spread over them, so that their sums onto centres do
-# not all go to one row (see hipot.edge_order).
+# not all go to one row.
 MIN_PADDING_NODES = 32
 REUSE_ABOVE = 1.3  # a capture serves inputs down to 1 / REUSE_ABOVE of its capacity
 EDGE_HEADROOM = 1.02  # a new capture has room for 2 % more edges: MD steps that gain a few replay it
@@ -113,7 +113,7 @@ class GraphedPotential:
 
     def __call__(self, inp: PotentialInput, options: ExecutionOptions, forces: bool = True, virial: bool = True,
                  atom_virials: bool = False) -> Prediction:
-        # edges ordered here, once, outside the graph: the capture runs them as given
+        # edges ordered here (if asked), once, outside the graph: the capture runs them as given
         if options.edge_order == "interleaved":
             inp = interleaved(inp)
         options = dataclasses.replace(options, edge_order="given")

@@ -1,15 +1,11 @@
-"""The order edges reach the kernels in, the same for every engine.
+"""An optional order of the edges: every centre's first edge, then every centre's second, and so
+on, centres ascending within each round (`ExecutionOptions(edge_order="interleaved")`).
 
-The GPU kernels sum each edge's message onto its centre with atomic additions (cuEquivariance's
-fused gather-product-scatter, `index_add_`), and neighbouring threads work on neighbouring edges.
-Edges grouped by centre, as LAMMPS lists them (all of atom i's, then all of i+1's), make dozens
-of threads add into the same row at once, and atomic additions to one address run one after the
-other; a neighbour list built by atomics on the GPU (vesin) interleaves centres instead. So every
-input is put in one order before the model runs: every centre's first edge, then every centre's
-second edge, and so on, centres ascending within each round. Consecutive edges then have
-different centres, and for atoms numbered along space (LAMMPS sorts them, supercells are built
-cell by cell) nearby centres and neighbours, which the caches like. The order changes no result
-beyond floating-point summation order.
+It was made on the guess that edges grouped by centre, as LAMMPS lists them, make the GPU kernels'
+atomic sums onto centres contend. Measured on an H100 (benchmarks/RESULTS.md §6, the model alone
+on one input in three orders) the guess was wrong: the graph builder's order and LAMMPS's grouped
+order ran at the same speed, and the interleaved order 4-23 % slower (not traced further). So
+every engine runs edges as given by default; this order stays for comparison on other cards. It changes no result beyond floating-point summation order.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ DEFAULT_EDGE_CHUNK = 1 << 19
 RECOMPUTE_EDGES = {"cuda": 200_000, "cpu": 20_000}
 # Up to this many atoms a GPU step is launch-bound: replay it as a captured CUDA graph.
 GRAPH_MAX_ATOMS = 4096
-EDGE_ORDERS = ("interleaved", "given")
+EDGE_ORDERS = ("given", "interleaved")
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,15 @@ class ExecutionOptions:
     create_graph: outputs differentiable with respect to the weights, forces and stress keeping
         their autograd graph so that a loss on them can be differentiated again (training).
         Without it the weights are frozen for the call (`ForceStressModel`).
-    edge_order: 'interleaved' (`hipot.edge_order`: consecutive edges have different centres, so
-        that the kernels' atomic sums onto centres do not contend) or 'given' (the caller's)."""
+    edge_order: 'given' (the caller's: the graph builder's, or LAMMPS's edges grouped by centre) or
+        'interleaved' (`hipot.edge_order`: consecutive edges have different centres). 'given' is
+        the default because it measured fastest on an H100 (benchmarks/RESULTS.md §6)."""
 
     keep_radial_hidden: bool = False
     recompute: bool = False
     edge_chunk: int = DEFAULT_EDGE_CHUNK
     create_graph: bool = False
-    edge_order: str = "interleaved"
+    edge_order: str = "given"
 
     def __post_init__(self) -> None:
         if self.edge_chunk < 1:
