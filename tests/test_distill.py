@@ -315,6 +315,64 @@ def test_teacher_workers_take_their_share_of_one_gpu(monkeypatch):
     assert len(fractions) == 2 and made[-1]["recompute_edges"] is None
 
 
+@pytest.mark.parametrize("program", [True, False])
+def test_travel_compression_with_and_without_the_xz_program(monkeypatch, program):
+    """The pack's data are xz whether made by the `xz` program (threads) or by Python's lzma."""
+    import lzma
+    import shutil
+
+    from hipot.distill import travel
+
+    if not program:
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+    elif shutil.which("xz") is None:
+        pytest.skip("no xz program here")
+    raw = b"".join(f"Si {k * 0.001:.8f} 0.0 0.0\n".encode() for k in range(200_000))
+    packed = travel._xz(raw)
+    assert lzma.decompress(packed) == raw and len(packed) < len(raw) // 5
+
+
+class _SmallMemory:
+    """An evaluator whose device holds at most `fits` structures a batch: larger batches raise
+    torch's out-of-memory error (what a teacher worker's share of one GPU did in MD)."""
+
+    def __init__(self, evaluator, fits: int):
+        self.evaluator, self.fits, self.calls = evaluator, fits, []
+
+    def evaluate(self, structures, batch_size=64, stress=True, **kw):
+        self.calls.append(batch_size)
+        if min(batch_size, len(structures)) > self.fits:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.evaluator.evaluate(structures, batch_size=batch_size, stress=stress, **kw)
+
+
+def test_teacher_out_of_memory_halves_the_batch(tmp_path):
+    """A batch that runs out of device memory is labelled again in halves, to the same labels; MD
+    keeps the batch that fitted for its later steps; one structure that does not fit still fails."""
+    from hipot.distill.label import label
+    from hipot.distill.md import batched_langevin
+    from hipot.evaluator import Evaluator
+
+    teacher = Evaluator(make_tiny(species=[11, 14, 17]), device="cpu", dtype="float64")
+    frames = [bulk("NaCl", "rocksalt", a=5.64 + 0.02 * k) for k in range(6)]
+    small = _SmallMemory(teacher, fits=2)
+    got, ref = label(frames, small, batch_size=8), label(frames, teacher, batch_size=8)
+    assert small.calls == [8, 4, 2]
+    assert len(got) == len(ref) == 6
+    for a, b in zip(got, ref):
+        assert abs(a.info["REF_energy"] - b.info["REF_energy"]) < 1e-10
+        np.testing.assert_allclose(a.arrays["REF_forces"], b.arrays["REF_forces"], atol=1e-10)
+    starts = [bulk("Si", "diamond", a=5.43, cubic=True), bulk("NaCl", "rocksalt", a=5.64, cubic=True)]
+    small = _SmallMemory(teacher, fits=1)
+    snaps = batched_langevin(starts, [300.0, 300.0], small, tmp_path / "md", steps=4, every=2, seed=1)
+    whole = batched_langevin(starts, [300.0, 300.0], teacher, tmp_path / "md2", steps=4, every=2, seed=1)
+    assert small.calls == [64, 32, 16, 8, 4, 2, 1, 1, 1, 1, 1]   # halved once, then kept for 4 steps
+    for a, b in zip(snaps, whole):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-6)
+    with pytest.raises(torch.OutOfMemoryError):   # negative control: nothing smaller to try
+        label(frames[:1], _SmallMemory(teacher, fits=0), batch_size=4)
+
+
 @pytest.mark.slow
 def test_workers_make_the_same_data(tmp_path, monkeypatch):
     """Two teacher processes make exactly the data one makes: relaxation, MD and label jobs are

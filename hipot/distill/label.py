@@ -2,10 +2,12 @@
 REF_stress), written in parts so that an interrupted labelling continues where it stopped."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from ase import Atoms
 
 from ..evaluator import Evaluator
@@ -17,6 +19,31 @@ from .workers import Teacher
 def evaluate_safely(evaluator: Evaluator, structures: list[Atoms], batch_size: int,
                     stress: bool = True) -> list[dict | None]:
     """Teacher results; None for structures the model refuses (e.g. atoms run into each other)."""
+    return evaluate_fitting(evaluator, structures, batch_size, stress)[0]
+
+
+def evaluate_fitting(evaluator: Evaluator, structures: list[Atoms], batch_size: int,
+                     stress: bool = True) -> tuple[list[dict | None], int]:
+    """`evaluate_safely`, and the batch size that fitted: a call that runs out of device memory
+    is made again with half the batch (down to one structure). Teacher workers share one GPU,
+    each with a fixed share of its memory (`workers._init`), and a batch of large, dense cells
+    can need more than a share (measured on an H100: a worker of eight stopped at 8.9 GiB in MD)."""
+    while True:
+        try:
+            return _evaluate_or_refuse(evaluator, structures, batch_size, stress), batch_size
+        except torch.OutOfMemoryError:
+            if batch_size <= 1:
+                raise
+        # outside the handler: the exception's frames no longer hold the failed batch's tensors
+        batch_size //= 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        print(f"teacher: out of device memory; batches of {batch_size} structures from now on",
+              file=sys.stderr, flush=True)
+
+
+def _evaluate_or_refuse(evaluator: Evaluator, structures: list[Atoms], batch_size: int,
+                        stress: bool) -> list[dict | None]:
     try:
         return evaluator.evaluate(structures, batch_size=batch_size, stress=stress)
     except StructureError:

@@ -17,7 +17,7 @@ from ase import Atoms, units
 
 from ..evaluator import Evaluator
 from ..io import atomic_write
-from .label import evaluate_safely
+from .label import evaluate_fitting
 from .workers import Teacher
 
 STATE = "state.npz"
@@ -65,15 +65,18 @@ class _State:
         return slice(int(self.offsets[k]), int(self.offsets[k + 1]))
 
 
-def _forces(teacher: Evaluator, frames: list[Atoms], batch_size: int, max_force: float) -> list[np.ndarray | None]:
+def _forces(teacher: Evaluator, frames: list[Atoms], batch_size: int,
+            max_force: float) -> tuple[list[np.ndarray | None], int]:
     """The teacher's forces on each frame; None where the teacher refuses it or a force exceeds
-    `max_force` (the run has left physical ground and stops there)."""
+    `max_force` (the run has left physical ground and stops there). Also the batch size that fitted
+    in device memory (`label.evaluate_fitting`), which the next steps keep."""
     out = []
-    for r in evaluate_safely(teacher, frames, batch_size, stress=False):
+    results, batch_size = evaluate_fitting(teacher, frames, batch_size, stress=False)
+    for r in results:
         f = None if r is None else np.asarray(r["forces"], dtype=float)
         out.append(f if f is not None and np.all(np.isfinite(f)) and np.abs(f).max(initial=0.0) <= max_force
                    else None)
-    return out
+    return out, batch_size
 
 
 def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], teacher: Evaluator,
@@ -110,8 +113,11 @@ def batched_langevin(starts: Sequence[Atoms], temperatures: Sequence[float], tea
         a = starts[k]
         return Atoms(a.numbers, state.positions[state.rows(k)], cell=a.cell, pbc=a.pbc)
 
+    fitting = [batch_size]   # shrinks if a batch runs out of device memory, for the rest of the run
+
     def evaluate(ks: list[int]) -> None:
-        for k, f in zip(ks, _forces(teacher, [frame(k) for k in ks], batch_size, max_force)):
+        forces, fitting[0] = _forces(teacher, [frame(k) for k in ks], fitting[0], max_force)
+        for k, f in zip(ks, forces):
             if f is None:
                 state.alive[k] = False
             else:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -71,13 +74,28 @@ def _data_tar(run_dir: Path, finished: bool) -> bytes:
     else:
         files = sorted(f for d in ("data", "md") for f in (run_dir / d).rglob("*")
                        if f.is_file() and not f.name.startswith("."))
-    with tarfile.open(fileobj=buf, mode="w:xz", preset=6) as tar:
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for f in files:
             info = tar.gettarinfo(str(f), arcname=str(f.relative_to(run_dir)))
             info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
             with open(f, "rb") as fh:
                 tar.addfile(info, fh)
-    return buf.getvalue()
+    return _xz(buf.getvalue())
+
+
+def _xz(raw: bytes) -> bytes:
+    """xz preset 6 on every core when the `xz` program is there (blocks of 8 MiB compress
+    side by side), else Python's single-threaded lzma. Measured on this project's 2-core CPU, 25 MB
+    of the data stages' extxyz took 25 s in one thread: finished labels (about 100 MB) would take
+    the minutes a device call keeps for its pack, where 16 cores take seconds."""
+    exe = shutil.which("xz")
+    if exe is not None:
+        try:
+            return subprocess.run([exe, "-6", "-T0", "--block-size=8MiB", "-c"], input=raw,
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            pass
+    return lzma.compress(raw, preset=6)
 
 
 def pack(run_dir: str | Path, dest: str | Path, piece_bytes: int | None = None) -> Path:
