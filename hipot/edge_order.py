@@ -5,7 +5,8 @@ It was made on the guess that edges grouped by centre, as LAMMPS lists them, mak
 atomic sums onto centres contend. Measured on an H100 (benchmarks/RESULTS.md §6, the model alone
 on one input in three orders) the guess was wrong: the graph builder's order and LAMMPS's grouped
 order ran at the same speed, and the interleaved order 4-23 % slower (not traced further). So
-every engine runs edges as given by default; this order stays for comparison on other cards. It changes no result beyond floating-point summation order.
+every engine runs edges as given by default; this order stays for comparison on other cards. It
+changes no result beyond floating-point summation order.
 """
 from __future__ import annotations
 

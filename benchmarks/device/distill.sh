@@ -41,8 +41,8 @@ FROM=""
 [ -f .devcarry/pack/pack.json ] && FROM="--from-pack .devcarry/pack"
 # data first (a no-op once made); WORKERS teacher processes share the stages. Measured on an H100,
 # 2026-12-07: 8 relaxed the 5,593 substitutions in 4 min 46 s, then one of them ran out of its
-# eighth of the memory in MD (a batch that does not fit is now halved); 2 ran all 1,800 MD runs in
-# 68 s and labelled at ~1,000 structures/s. A data stage cut short by the timeout is continued by
+# eighth of the memory in MD (a batch that does not fit is now halved); 2 ran the last 4 of the 15
+# MD groups (512 runs) in 68 s and labelled at ~1,000 structures/s. A data stage cut short by the timeout is continued by
 # the next call (on this warm machine, else from the pack)
 timeout $(( $(left) - PACK_S - 20 )) $R $FROM --data-only --workers "${WORKERS:-4}" 2>&1 | tr '\r' '\n' \
   | grep -v -E "^\s*$" | awk '/%\||hipot|rror|Trace/' | tee "$OUT/data_log.txt" | tail -20
@@ -56,13 +56,15 @@ else
   $R -q --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
   echo "data packed: $(( $(date +%s) - T0 )) s"
 fi
+TRAINED=""
 if [ "$DONE" = "True" ] && [ "$(left)" -gt 180 ]; then
+  TRAINED=1
   MIN=$(python3 -c "print(($(left) - $PACK_S - 90) / 60)")   # 90 s: reading the data back, exporting
   echo "training for at most $MIN min"
   $R -q --time-limit "$MIN" --pack-to "$OUT/pack" 2>&1 | tee "$OUT/train_log.txt" | tail -25
 fi
 # whatever stopped the training, its last checkpoint travels (the data's tar is cached: seconds)
-[ "$DONE" = "True" ] && [ -f .devkeep/distill/train/checkpoints/last.pt ] && \
+[ -n "$TRAINED" ] && [ -f .devkeep/distill/train/checkpoints/last.pt ] && \
   $R -q --data-only --pack-to "$OUT/pack" 2>&1 | tail -3
 ls -la "$OUT/pack" 2>/dev/null
 for f in test_metrics.json metrics.csv; do

@@ -32,10 +32,11 @@ def evaluate_fitting(evaluator: Evaluator, structures: list[Atoms], batch_size: 
         try:
             return _evaluate_or_refuse(evaluator, structures, batch_size, stress), batch_size
         except torch.OutOfMemoryError:
-            if batch_size <= 1:
+            if min(batch_size, len(structures)) <= 1:
                 raise
-        # outside the handler: the exception's frames no longer hold the failed batch's tensors
-        batch_size //= 2
+        # outside the handler: the exception's frames no longer hold the failed batch's tensors;
+        # halved from the largest batch actually tried (a call with fewer structures than batch_size)
+        batch_size = min(batch_size, len(structures)) // 2
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         print(f"teacher: out of device memory; batches of {batch_size} structures from now on",
