@@ -2,6 +2,7 @@
 from the teacher, with a tiny teacher for a few steps on the CPU."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import ase.io
@@ -305,6 +306,7 @@ def test_teacher_workers_take_their_share_of_one_gpu(monkeypatch):
     monkeypatch.setattr("hipot.device.resolve_device", lambda d: torch.device(d))
     env = {k: v for k, v in os.environ.items() if k != "PYTORCH_CUDA_ALLOC_CONF"}
     monkeypatch.setattr(os, "environ", env)   # what _init sets stays in this test
+    monkeypatch.setattr(workers, "_exit_with_parent", lambda parent, every: None)   # no watcher in pytest
     workers._init("teacher", "cuda", 1, 4)
     assert fractions == [(0.9 / 4, None)]
     assert made[-1]["recompute_edges"] == RECOMPUTE_EDGES["cuda"] // 4 and made[-1]["cuda_graphs"] is False
@@ -313,6 +315,67 @@ def test_teacher_workers_take_their_share_of_one_gpu(monkeypatch):
     assert fractions[-1] == (0.45, 1)
     workers._init("teacher", "cpu", 1, 4)
     assert len(fractions) == 2 and made[-1]["recompute_edges"] is None
+
+
+_HOLDER = """
+import os, sys, time
+from hipot.distill.workers import Teacher
+
+def hold(teacher, path):
+    open(path + ".tmp", "w").write(str(os.getpid()))
+    os.replace(path + ".tmp", path)
+    time.sleep(300)
+
+if __name__ == "__main__":
+    for _ in Teacher(sys.argv[1], device="cpu", workers=2).map(hold, [(sys.argv[2] + "/a",), (sys.argv[2] + "/b",)]):
+        pass
+"""
+
+
+def _running(pid: int) -> bool:
+    """pid is a live process (a zombie left for a parent that does not reap it counts as ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_teacher_workers_end_when_their_parent_is_killed(tmp_path):
+    """A parent stopped by SIGTERM runs no cleanup (`timeout` in benchmarks/device/distill.sh sends
+    it): its teacher workers must not go on holding the device and the cores for their whole job
+    (here 300 s), but end within seconds."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    save_model(make_tiny(dtype=torch.float32), tmp_path / "tiny")
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDER)
+    root = str(Path(__file__).resolve().parents[1])   # hipot importable from a script outside the checkout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])}
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "tiny"), str(tmp_path)], env=env)
+    try:
+        pids = []
+        deadline = time.monotonic() + 180
+        while len(pids) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.5)
+            pids = [int((tmp_path / n).read_text()) for n in "ab" if (tmp_path / n).exists()]
+        assert len(pids) == 2 and all(map(_running, pids)), "the two workers did not start"
+        time.sleep(3)
+        assert all(map(_running, pids))   # negative control: they hold their job while the parent lives
+        parent.send_signal(signal.SIGTERM)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while any(map(_running, pids)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not any(map(_running, pids)), "teacher workers outlived their parent"
+    finally:
+        parent.kill()
+        for pid in pids:
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("program", [True, False])

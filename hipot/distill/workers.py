@@ -8,12 +8,25 @@ the data made do not depend on it."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterator, Sequence
 
 from ..evaluator import Evaluator
 
 _TEACHER: Evaluator | None = None  # the worker process's teacher
+PARENT_POLL_S = 1.0  # how often a worker checks that the process that started it is still there
+
+
+def _exit_with_parent(parent: int, every: float) -> None:
+    """End this worker once its parent is gone. A parent stopped by SIGTERM (`timeout`, a batch
+    system) or SIGKILL runs no cleanup, and its workers would go on holding the GPU and the cores
+    for as long as their job lasts (seen here: two MD workers kept both cores for 40 minutes)."""
+    while True:
+        time.sleep(every)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def _init(model: Any, device: str, threads: int, workers: int) -> None:
@@ -23,6 +36,7 @@ def _init(model: Any, device: str, threads: int, workers: int) -> None:
     from ..execution import RECOMPUTE_EDGES
 
     global _TEACHER
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(), PARENT_POLL_S), daemon=True).start()
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     recompute = None
