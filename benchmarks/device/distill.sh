@@ -42,8 +42,9 @@ FROM=""
 # data first (a no-op once made); WORKERS teacher processes share the stages. Measured on an H100,
 # 2026-12-07: 8 relaxed the 5,593 substitutions in 4 min 46 s, then one of them ran out of its
 # eighth of the memory in MD (a batch that does not fit is now halved); 2 ran the last 4 of the 15
-# MD groups (512 runs) in 68 s and labelled at ~1,000 structures/s. A data stage cut short by the timeout is continued by
-# the next call (on this warm machine, else from the pack)
+# MD groups (512 runs) in 68 s and labelled at ~1,000 structures/s. A data stage cut short by the
+# timeout is continued by the next call (on this warm machine, else from the pack); its teacher
+# workers end with it (hipot/distill/workers.py), so they hold no GPU memory while training runs
 timeout $(( $(left) - PACK_S - 20 )) $R $FROM --data-only --workers "${WORKERS:-4}" 2>&1 | tr '\r' '\n' \
   | grep -v -E "^\s*$" | awk '/%\||hipot|rror|Trace/' | tee "$OUT/data_log.txt" | tail -20
 DONE=$(python3 -c "import json; print(json.load(open('.devkeep/distill/data/manifest.json')).get('parts') is not None)" 2>/dev/null)
