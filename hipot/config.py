@@ -45,6 +45,11 @@ class ModelConfig:
     smooth_invariant: bool = False
     """Multiply the invariant layer's messages by the cutoff envelope (energy continuous at the
     cutoff). HIENet-V3 was trained without it."""
+    smooth_from: float = 0.0
+    """With `smooth_invariant`: the distance (A) where the invariant layer's messages begin to fade.
+    0 fades them over the whole range, f(r / cutoff); r_on > 0 leaves them untouched below r_on and
+    fades them with the same envelope over [r_on, cutoff], f((r - r_on) / (cutoff - r_on)), so that
+    a model made from V3's weights differs from V3 only through neighbours beyond r_on."""
     dropout: float = 0.04
     dropout_attn: float = 0.08
 
@@ -57,6 +62,8 @@ class ModelConfig:
             raise ValueError("ModelConfig.species has duplicates")
         if self.cutoff <= 0:
             raise ValueError("cutoff must be positive")
+        if not 0.0 <= self.smooth_from < self.cutoff:
+            raise ValueError(f"smooth_from must lie in [0, cutoff), got {self.smooth_from}")
         if not self.hidden_irreps:
             raise ValueError("hidden_irreps needs at least one block")
         last = Irreps.parse(self.hidden_irreps[-1])

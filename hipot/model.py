@@ -44,6 +44,9 @@ class HIENet(nn.Module):
         self.embedding_dropout = nn.Dropout(c.dropout)
         self.radial_basis = BesselBasis(c.cutoff, c.num_radial, c.trainable_radial)
         self.envelope = PolynomialEnvelope(c.cutoff, c.envelope_p)
+        # the invariant layer's own fade when it starts at r_on > 0: the envelope over [r_on, cutoff]
+        self.message_fade = (PolynomialEnvelope(c.cutoff - c.smooth_from, c.envelope_p)
+                             if c.smooth_invariant and c.smooth_from > 0 else None)
         self.invariant_layers = nn.ModuleList(
             [InvariantAttentionLayer(c.invariant_channels, c.num_radial, c.dropout, c.dropout_attn,
                                      smooth=c.smooth_invariant)
@@ -118,6 +121,8 @@ class HIENet(nn.Module):
         r = torch.linalg.norm(edge_vec, dim=-1)
         envelope = self.envelope(r)
         radial = self.radial_basis(r) * envelope.unsqueeze(-1)
+        # below r_on the fade is exactly 1 and its derivatives vanish (the envelope's p-fold zero at 0)
+        fade = envelope if self.message_fade is None else self.message_fade((r - c.smooth_from).clamp(min=0.0))
         sh = spherical_harmonics(list(range(c.sh_lmax + 1)), edge_vec, normalize=True, normalization="component")
 
         x = self.embedding[species] * (1.0 / math.sqrt(len(c.species)))  # every row, ghosts included
@@ -126,7 +131,7 @@ class HIENet(nn.Module):
             if k > 0 and exchange is not None:
                 xs = exchange(xs)
             if isinstance(layer, InvariantAttentionLayer):
-                xs = {0: layer(xs[0].squeeze(-1), center, neighbor, radial, envelope, options, n).unsqueeze(-1)}
+                xs = {0: layer(xs[0].squeeze(-1), center, neighbor, radial, fade, options, n).unsqueeze(-1)}
             else:
                 xs = layer(xs, sh, radial, center, neighbor, options, n)
         h = xs[0].squeeze(-1) @ (self.readout_hidden * (1.0 / math.sqrt(self.readout_hidden.shape[0])))

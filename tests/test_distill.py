@@ -31,7 +31,7 @@ def _setup(tmp_path, monkeypatch) -> Path:
     save_model(make_tiny(species=[1, 6, 8, 11, 14, 17, 29]), tmp_path / "teacher")
     ase.io.write(tmp_path / "seeds.extxyz", [bulk("Si", "diamond", a=5.43), bulk("NaCl", "rocksalt", a=5.64)])
     ase.io.write(tmp_path / "held_out.extxyz", [bulk("Cu", "fcc", a=3.6), bulk("NaCl", "rocksalt", a=5.5) * (1, 1, 2)])
-    recipe = {"teacher": str(tmp_path / "teacher"), "seeds": [str(tmp_path / "seeds.extxyz")],
+    recipe = {"teacher": str(tmp_path / "teacher"), "smooth_from": 3.0, "seeds": [str(tmp_path / "seeds.extxyz")],
               "test": [str(tmp_path / "held_out.extxyz")],
               "data": {"substitution_relax_steps": 3, "temperatures": [600], "md_steps": 4, "md_every": 2,
                        "md_min_atoms": 8, "part_size": 10},
@@ -69,10 +69,11 @@ def test_distill_end_to_end(tmp_path, monkeypatch):
     # the student is smooth, starts from the teacher's weights and is found by name
     init, _ = load_model_dir(out / "student_init")
     assert init.config.smooth_invariant and not teacher.config.smooth_invariant
+    assert init.config.smooth_from == 3.0   # the recipe's fade, which the data do not depend on
     for (n, a), b in zip(teacher.state_dict().items(), init.state_dict().values()):
         assert torch.equal(a.float(), b.float()), n
     student = load_model("my-smooth", device="cpu")   # installed under its name in the cache
-    assert student.config.smooth_invariant
+    assert student.config.smooth_invariant and student.config.smooth_from == 3.0
     with pytest.raises(SystemExit, match="belongs to a model hipot"):   # a fetched model's name is taken
         main(_args(recipe, out, "--install-as", "hienet-v3"))
 
@@ -232,6 +233,21 @@ def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
     assert exported.config.smooth_invariant
     for k, v in exported.state_dict().items():
         assert torch.equal(v, ema[k].float()), k
+    # shipped as hipot/weights/NAME would be (benchmarks/smooth/ship.py): whole, licensed, loadable
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship", REPO / "benchmarks" / "smooth" / "ship.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    (tmp_path / "GPL").write_text("GPL-3.0 text")
+    folder = ship.ship(tmp_path / "pack", "tiny-smooth", "this CPU", tmp_path / "GPL", tmp_path / "weights")
+    assert sorted(p.name for p in folder.iterdir()) == ["LICENSE", "README.md", "config.json", "model.safetensors"]
+    shipped, meta = load_model_dir(folder)
+    assert meta["made_on"] == "this CPU" and meta["steps"] == 2 and "2 steps" in (folder / "README.md").read_text()
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, ema[k].float()), k
+    with pytest.raises(SystemExit, match="exists"):   # never over weights already shipped
+        ship.ship(tmp_path / "pack", "tiny-smooth", "this CPU", tmp_path / "GPL", tmp_path / "weights")
     piece = tmp_path / "pack" / doc["state"]["weights"][0]["file"]
     piece.write_bytes(b"x" + piece.read_bytes()[1:])
     with pytest.raises(ValueError, match="damaged"):

@@ -68,6 +68,9 @@ class Recipe:
     """Held-out structures (never trained on), labelled by the teacher and scored once at the end
     (RUN/train/test_metrics.json: student against teacher)."""
     teacher: str = "hienet-v3"
+    smooth_from: float = 0.0
+    """The student's `ModelConfig.smooth_from` (A): where its invariant messages begin to fade (0:
+    over the whole range). The data do not depend on it."""
     max_atoms: int = 64
     """Largest seed (and test) structure."""
     limit: int | None = None
@@ -80,6 +83,7 @@ class Recipe:
         """What the labelled data depend on: a rerun with other values must not reuse them."""
         d = dataclasses.asdict(self)
         d.pop("training")
+        d.pop("smooth_from")
         for k in ("batch_size", "workers"):   # how fast the data are made, not what they are
             d["data"].pop(k)
         return d

@@ -116,7 +116,7 @@ def distill(recipe: Recipe, out: str | Path, device: str = "auto", overrides: Se
         data_only(recipe, out, device, progress)
         # (a run continued from a travel pack has its checkpoint and needs no starting model)
         if not (out / "train" / CHECKPOINT).exists() and not (out / "student_init" / "config.json").exists():
-            smooth_student(recipe.teacher, out / "student_init")
+            smooth_student(recipe.teacher, out / "student_init", recipe.smooth_from)
     barrier()
     manifest = finished_manifest(out, recipe)
     run_dir = out / "train"

@@ -23,7 +23,8 @@ class InvariantAttentionLayer(nn.Module):
     then o_a = W_o sum_b m_ab and the node update
         x <- (1 - u) (r x) + u ((1 - u) x + u softplus(LN(o_a))),  r, u = sigmoid(W_{r,u} x).
     The official layer's messages do not vanish at the cutoff; with `smooth=True` each message is
-    multiplied by the envelope f(r_ab), which makes the energy continuous there.
+    multiplied by a fade factor of r_ab (`envelope`: the cutoff envelope, or the same function over
+    [r_on, r_c], `ModelConfig.smooth_from`) that vanishes there, which makes the energy continuous.
     """
 
     def __init__(self, channels: int, num_radial: int, dropout: float = 0.0, dropout_attn: float = 0.0,
