@@ -233,6 +233,19 @@ def test_travel_pack_continues_elsewhere(tmp_path, monkeypatch):
     assert exported.config.smooth_invariant
     for k, v in exported.state_dict().items():
         assert torch.equal(v, ema[k].float()), k
+    # the data alone travel on to a student of another fade, which starts afresh from them; the
+    # trained run of this fade refuses that recipe instead of training on
+    travel.data_only(tmp_path / "pack", tmp_path / "data-pack")
+    assert "state" not in __import__("json").loads((tmp_path / "data-pack" / "pack.json").read_text())
+    other = tmp_path / "recipe-other.yaml"
+    other.write_text(recipe.read_text().replace("smooth_from: 3.0", "smooth_from: 2.0"))
+    with pytest.raises(ValueError, match="fade from 3.0"):
+        main(_args(other, elsewhere, "--max-steps", "5"))
+    (tmp_path / "teacher-gone").rename(tmp_path / "teacher")   # a new student starts from the teacher
+    fresh = tmp_path / "fresh"
+    assert main(_args(other, fresh, "--from-pack", str(tmp_path / "data-pack"), "--max-steps", "1")) == 0
+    assert load_model_dir(fresh / "student_init")[0].config.smooth_from == 2.0
+    assert torch.load(fresh / "train" / "checkpoints" / "last.pt", weights_only=True)["global_step"] == 1
     # shipped as hipot/weights/NAME would be (benchmarks/smooth/ship.py): whole, licensed, loadable
     import importlib.util
 

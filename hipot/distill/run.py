@@ -121,6 +121,7 @@ def distill(recipe: Recipe, out: str | Path, device: str = "auto", overrides: Se
     manifest = finished_manifest(out, recipe)
     run_dir = out / "train"
     if (run_dir / CHECKPOINT).exists():
+        _check_student(run_dir / CHECKPOINT, recipe)
         return resume(run_dir, list(overrides))
     doc = merge(PRESETS["distill"], recipe.training)
     doc = merge(doc, {"data": {"train": manifest["parts"], "test": [manifest["test"]] if manifest["test"] else []},
@@ -128,6 +129,19 @@ def distill(recipe: Recipe, out: str | Path, device: str = "auto", overrides: Se
                       "run": {"out": str(run_dir), "device": device, "progress": progress}})
     cfg = load_config(None, None, [doc, *overrides])
     return train(cfg)
+
+
+def _check_student(checkpoint: Path, recipe: Recipe) -> None:
+    """A run continues only the student its recipe describes: a checkpoint of a student with
+    another fade (an older recipe, or a pack of another run) is refused, not trained on."""
+    import torch
+
+    cfg = torch.load(checkpoint, map_location="cpu", weights_only=True)["model_config"]
+    have = float(cfg.get("smooth_from", 0.0))
+    if have != recipe.smooth_from:
+        raise ValueError(f"{checkpoint} trains a student whose messages fade from {have} A, but the recipe "
+                         f"says smooth_from {recipe.smooth_from}: continue it with its own recipe, or start "
+                         "a new run folder (hipot.distill.travel.data_only keeps the data of a pack)")
 
 
 def data_only(recipe: Recipe, out: str | Path, device: str = "auto", progress: bool = True) -> dict:

@@ -141,6 +141,20 @@ def pack(run_dir: str | Path, dest: str | Path, piece_bytes: int | None = None) 
     return write_json(dest / PACK, doc)
 
 
+def data_only(src: str | Path, dest: str | Path) -> Path:
+    """Copy the travel pack in `src` to `dest` without its training state: the finished data, from
+    which another student (another recipe's fade or training) starts afresh. Returns dest/pack.json."""
+    src, dest = Path(src), Path(dest)
+    doc = json.loads((src / PACK).read_text())
+    if not doc.get("data_finished", True):
+        raise ValueError(f"travel pack {src}: the data are unfinished; it has no training state to drop")
+    doc.pop("state", None)
+    dest.mkdir(parents=True, exist_ok=True)
+    for piece in doc["data"]:
+        shutil.copyfile(src / piece["file"], dest / piece["file"])
+    return write_json(dest / PACK, doc)
+
+
 def _relocate_manifest(run_dir: Path) -> dict:
     """Point the unpacked manifest's file names at this run folder; returns it."""
     from .run import MANIFEST
