@@ -290,3 +290,17 @@ def test_data_check_unlabelled_frame_says_one_thing(tmp_path, capsys):
     assert lines == [f"{path}:1: unlabelled frame: no energy or force labels ('REF_energy', 'REF_forces' or a "
                      "calculator's results)",
                      f"{path}:2: no energy label ('REF_energy' or a calculator energy)"], err
+
+
+def test_float_settings_written_without_a_dot_are_numbers():
+    """`--set optim.lr=1e-4` (and `lr: 1e-4` in a YAML file) is a number, although YAML 1.1 reads
+    1e-4 as text; a word where a number belongs is refused by name."""
+    import pytest
+
+    from hipot.training.config import load_config, parse_override
+
+    cfg = load_config(None, "distill", [parse_override("optim.lr=1e-4"), {"loss": {"huber_delta": "2e-3"}}])
+    assert cfg.optim.lr == 1e-4 and cfg.loss.huber_delta == 2e-3
+    assert parse_override("optim.lr=1e-4") == {"optim": {"lr": "1e-4"}}   # the YAML reading this fixes
+    with pytest.raises(ValueError, match="optim.lr must be a number"):
+        load_config(None, "distill", [parse_override("optim.lr=fast")])

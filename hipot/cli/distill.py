@@ -14,7 +14,7 @@ def recipe_from_args(args: argparse.Namespace):
     from ..distill import Recipe
 
     recipe = Recipe.load(args.config) if args.config else Recipe()
-    for name in ("seeds", "test", "teacher", "limit", "max_atoms"):
+    for name in ("seeds", "test", "teacher", "limit", "max_atoms", "smooth_from"):
         value = getattr(args, name)
         if value is not None:
             setattr(recipe, name, value)
@@ -100,6 +100,9 @@ def register(sub) -> None:
     p.add_argument("--max-atoms", type=int, help="largest seed structure (default: 64)")
     p.add_argument("--md-seeds", type=int, help="teacher MD from at most this many structures (default: all)")
     p.add_argument("--md-steps", type=int, help="Langevin steps per temperature (default: 60)")
+    p.add_argument("--smooth-from", type=float, metavar="A",
+                   help="where the student's invariant messages begin to fade (A; 0: over the whole range, "
+                        "the default; ModelConfig.smooth_from)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the distill preset's 6)")
     p.add_argument("--max-steps", type=int, help="stop training after this many steps in total (resumable)")
     p.add_argument("--time-limit", type=float, metavar="MIN",

@@ -185,11 +185,11 @@ class TrainConfig:
             if isinstance(default, dict):
                 kw[name] = dict(value)
                 continue
-            keys = {f.name for f in dataclasses.fields(default)}
-            bad = set(value) - keys
+            fields = {f.name: f for f in dataclasses.fields(default)}
+            bad = set(value) - set(fields)
             if bad:
-                raise ValueError(f"unknown key(s) {sorted(bad)} in section '{name}'; known: {sorted(keys)}")
-            kw[name] = type(default)(**value)
+                raise ValueError(f"unknown key(s) {sorted(bad)} in section '{name}'; known: {sorted(fields)}")
+            kw[name] = type(default)(**{k: _number(f"{name}.{k}", v, fields[k]) for k, v in value.items()})
         cfg = cls(**kw)
         cfg.validate()
         return cfg
@@ -267,6 +267,16 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = copy.deepcopy(v)
     return out
+
+
+def _number(key: str, value: Any, field: dataclasses.Field) -> Any:
+    """A float setting given as text: YAML 1.1 reads 1e-4 (no dot) as a string, so it is read here."""
+    if isinstance(value, str) and "float" in str(field.type):
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"{key} must be a number, not {value!r}") from None
+    return value
 
 
 def parse_override(text: str) -> dict[str, Any]:
