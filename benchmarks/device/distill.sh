@@ -21,18 +21,7 @@ LIMIT=${LIMIT:-570}
 PACK_S=${PACK_S:-45}          # seconds kept for writing the travel pack at the end
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
 set -o pipefail
-mkdir -p .devkeep
-if [ ! -d .devkeep/site ]; then
-  mkdir -p .devkeep/site && tar xJf .devcarry/site_core.tar.xz -C .devkeep/site || exit 1
-fi
-export PYTHONPATH=$PWD/.devkeep/site:$PWD PYTHONUNBUFFERED=1 HIPOT_CACHE=$PWD/.devkeep/cache
-if [ -d .devcarry/hienet-v3 ] && [ ! -f .devkeep/cache/hienet-v3/config.json ]; then
-  mkdir -p .devkeep/cache && cp -r .devcarry/hienet-v3 .devkeep/cache/
-fi
-# the recipe names ../shared/data/...: the carried copies stand in for the shared folder
-[ -d ../shared/data ] || { [ -d .devcarry/seeds ] && ln -sfn "$PWD/.devcarry/seeds" ../shared; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"
-python3 -c "import torch, ase, vesin, yaml, tqdm, safetensors; print('torch', torch.__version__)" || exit 1
+source benchmarks/device/distill_env.sh || exit 1
 python3 -c "import matplotlib" 2>/dev/null || echo "no matplotlib here: the learning-curve plot will fail (the pack is still written below)"
 git log --oneline 2>/dev/null | head -1; date -u
 # RECIPE and EXTRA (options changing the recipe, e.g. a CPU dry run: --limit 4 --md-seeds 2 --device cpu)

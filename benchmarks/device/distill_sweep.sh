@@ -14,16 +14,7 @@ LIMIT=${LIMIT:-570}
 RECIPE=${RECIPE:-benchmarks/smooth/distill_recipe.yaml}
 PACK=${PACK:-.devcarry/pack}
 left() { echo $(( LIMIT - ($(date +%s) - T0) )); }
-mkdir -p .devkeep
-if [ ! -d .devkeep/site ]; then
-  mkdir -p .devkeep/site && tar xJf .devcarry/site_core.tar.xz -C .devkeep/site || exit 1
-fi
-export PYTHONPATH=$PWD/.devkeep/site:$PWD PYTHONUNBUFFERED=1 HIPOT_CACHE=$PWD/.devkeep/cache
-if [ -d .devcarry/hienet-v3 ] && [ ! -f .devkeep/cache/hienet-v3/config.json ]; then
-  mkdir -p .devkeep/cache && cp -r .devcarry/hienet-v3 .devkeep/cache/
-fi
-[ -d ../shared/data ] || { [ -d .devcarry/seeds ] && ln -sfn "$PWD/.devcarry/seeds" ../shared; }
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
+source benchmarks/device/distill_env.sh || exit 1
 git log --oneline 2>/dev/null | head -1; date -u
 # NAME SMOOTH_FROM TRAINING-OVERRIDES (comma-separated --set values over the recipe's; "-" for none)
 VARIANTS=${VARIANTS:-"
