@@ -304,3 +304,6 @@ def test_float_settings_written_without_a_dot_are_numbers():
     assert parse_override("optim.lr=1e-4") == {"optim": {"lr": "1e-4"}}   # the YAML reading this fixes
     with pytest.raises(ValueError, match="optim.lr must be a number"):
         load_config(None, "distill", [parse_override("optim.lr=fast")])
+    # a setting that takes a number or a name keeps its names
+    assert load_config(None, "distill", [parse_override("statistics.scale=force_rms")]).statistics.scale == "force_rms"
+    assert load_config(None, "distill", [parse_override("statistics.scale=2e0")]).statistics.scale == 2.0

@@ -263,6 +263,13 @@ def _ddp_worker(rank: int, port: int, chunk: list[int], data_file: str, out: str
     loss.backward()
     if rank == 0:
         torch.save({n: p.grad for n, p in model.module.named_parameters()}, out)
+    # the DDP model goes first: freed after the group, its reducer was the group's last owner and
+    # joined gloo's threads from a destructor that held the GIL, which one of them was waiting
+    # for (a hang seen once, 2026-12-08, torch 2.13 CPU)
+    del model, loss
+    import gc
+
+    gc.collect()
     torch.distributed.destroy_process_group()
 
 

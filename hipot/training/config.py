@@ -275,6 +275,8 @@ def _number(key: str, value: Any, field: dataclasses.Field) -> Any:
         try:
             return float(value)
         except ValueError:
+            if "str" in str(field.type):   # a number or a named choice (e.g. statistics.scale)
+                return value
             raise ValueError(f"{key} must be a number, not {value!r}") from None
     return value
 
