@@ -121,7 +121,7 @@ class HIENet(nn.Module):
         r = torch.linalg.norm(edge_vec, dim=-1)
         envelope = self.envelope(r)
         radial = self.radial_basis(r) * envelope.unsqueeze(-1)
-        # below r_on the fade is exactly 1 and its derivatives vanish (the envelope's p-fold zero at 0)
+        # below r_on the fade is exactly 1, and it joins smoothly there (f - 1 has a p-fold zero at 0)
         fade = envelope if self.message_fade is None else self.message_fade((r - c.smooth_from).clamp(min=0.0))
         sh = spherical_harmonics(list(range(c.sh_lmax + 1)), edge_vec, normalize=True, normalization="component")
 
