@@ -64,6 +64,8 @@ class ModelConfig:
             raise ValueError("cutoff must be positive")
         if not 0.0 <= self.smooth_from < self.cutoff:
             raise ValueError(f"smooth_from must lie in [0, cutoff), got {self.smooth_from}")
+        if self.smooth_from > 0 and not self.smooth_invariant:
+            raise ValueError("smooth_from is where a smooth model's messages begin to fade: it needs smooth_invariant")
         if not self.hidden_irreps:
             raise ValueError("hidden_irreps needs at least one block")
         last = Irreps.parse(self.hidden_irreps[-1])

@@ -82,7 +82,9 @@ def test_fade_over_the_whole_range_is_the_default():
     from conftest import tiny_config
 
     with pytest.raises(ValueError, match="smooth_from"):
-        tiny_config(smooth_from=4.0)
+        tiny_config(smooth_invariant=True, smooth_from=4.0)   # at the cutoff: nothing left to fade over
+    with pytest.raises(ValueError, match="needs smooth_invariant"):
+        tiny_config(smooth_from=3.0)
 
 
 def test_smooth_model_hint_is_the_readme_command(tmp_path, monkeypatch):
